@@ -1,0 +1,1 @@
+"""Benchmark suites: one module per `deepnotes bench SUITE`, each registering itself."""

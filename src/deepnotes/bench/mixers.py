@@ -1,0 +1,189 @@
+"""`deepnotes bench mixers`: time and peak memory of every mixer against sequence length.
+
+For each mixer and T: forward time (no grad), forward+backward time, and the peak memory of
+forward+backward. A mixer stops at the first T whose predicted memory (power-law
+extrapolation from the last two lengths) exceeds `mem_limit_gb`, or whose previous
+measurement exceeded `time_limit_s`; the table says so. Scaling exponents are fitted on
+log-log data for T >= `fit_from`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+import deepnotes.mixers as M
+from deepnotes.jobs import Context, Result, suite
+from deepnotes.utils.fit import extrapolate, power_law_exponent
+from deepnotes.utils.timing import peak_memory_bytes, time_ms
+
+# Variants benchmarked beside the registered defaults: label -> (mixer name, kwargs).
+VARIANTS = {"softmax[math]": ("softmax", {"impl": "math"})}
+
+
+@dataclass
+class MixersBenchConfig:
+    mixers: list[str] = field(default_factory=list)  # empty = every mixer, plus VARIANTS
+    lengths: list[int] = field(
+        default_factory=lambda: [256, 512, 1024, 2048, 4096, 8192, 16384]
+    )  # the T sweep of the foundation issue
+    d_model: int = 256  # width; 4 heads of 64 for the attention mixers
+    batch: int = 1
+    causal: bool = True  # non-causal-only mixers (linformer) always run bidirectional
+    dtype: str = "float32"  # float32 on CPU; bfloat16 on GPU
+    repeat: int = 3  # timed repeats (median); CUDA uses do_bench instead
+    mem_limit_gb: float = 6.0  # stop a mixer before its predicted peak passes this
+    time_limit_s: float = 30.0  # stop a mixer after a fwd+bwd slower than this
+    fit_from: int = 2048  # fit scaling exponents on T >= this
+
+
+def _label_specs(cfg: MixersBenchConfig) -> list[tuple[str, str, dict]]:
+    chosen = cfg.mixers or [*M.names(), *VARIANTS]
+    specs = []
+    for label in chosen:
+        if label in VARIANTS:
+            specs.append((label, *VARIANTS[label]))
+        else:
+            M.get(label)  # clear error for unknown names
+            specs.append((label, label, {}))
+    return specs
+
+
+def _measure(mixer, x, device):
+    def fwd():
+        with torch.no_grad():
+            mixer(x)
+
+    def fwd_bwd():
+        xg = x.detach().requires_grad_(True)
+        mixer(xg).float().square().mean().backward()
+
+    out = {"fwd_ms": time_ms(fwd, device), "fwdbwd_ms": time_ms(fwd_bwd, device)}
+    mixer.zero_grad(set_to_none=True)
+    out["peak_mb"] = peak_memory_bytes(fwd_bwd, device) / 2**20
+    mixer.zero_grad(set_to_none=True)
+    return out
+
+
+@suite(
+    "mixers",
+    "time and peak memory of every sequence mixer for T = 256 .. 16k, with scaling exponents",
+    MixersBenchConfig,
+    presets={
+        "smoke": {"lengths": [32, 64, 128], "d_model": 32, "fit_from": 32, "repeat": 1},
+        "quick": {"lengths": [256, 512, 1024, 2048, 4096], "fit_from": 1024},
+    },
+)
+def bench_mixers(cfg: MixersBenchConfig, ctx: Context) -> Result:
+    dtype = getattr(torch, cfg.dtype)
+    specs = _label_specs(cfg)
+    rows, notes, metrics = [], [], {}
+    bar = ctx.progress(total=len(specs) * len(cfg.lengths), desc="bench mixers")
+    for label, name, kw in specs:
+        cls = M.get(name)
+        causal = cfg.causal and cls.supports_causal
+        done_T, done_mem, done_time = [], [], []
+        stop = None
+        for T in cfg.lengths:
+            bar.set_postfix_str(f"{label} T={T}")
+            if stop is None and done_T:
+                pred = extrapolate(done_T, done_mem, T)
+                if pred is not None and pred > cfg.mem_limit_gb * 1024:
+                    stop = f"predicted peak {pred / 1024:.1f} GB > limit {cfg.mem_limit_gb} GB"
+                elif done_time[-1] > cfg.time_limit_s * 1e3:
+                    stop = f"fwd+bwd took {done_time[-1] / 1e3:.1f} s > {cfg.time_limit_s} s"
+            if stop is not None:
+                rows.append({"mixer": label, "T": T, "status": f"skipped: {stop}"})
+                bar.update(1)
+                continue
+            torch.manual_seed(ctx.seed)
+            extra = {"max_len": T} if "max_len" in _init_params(cls) else {}
+            mixer = M.build(name, cfg.d_model, causal=causal, **kw, **extra)
+            mixer = mixer.to(device=ctx.device, dtype=dtype)
+            x = torch.randn(cfg.batch, T, cfg.d_model, device=ctx.device, dtype=dtype)
+            try:
+                m = _measure(mixer, x, ctx.device)
+            except torch.OutOfMemoryError:
+                stop = "out of memory"
+                rows.append({"mixer": label, "T": T, "status": "skipped: out of memory"})
+                bar.update(1)
+                continue
+            rows.append({"mixer": label, "T": T, "causal": causal, **m, "status": "ok"})
+            done_T.append(T)
+            done_mem.append(m["peak_mb"])
+            done_time.append(m["fwdbwd_ms"])
+            bar.update(1)
+            del mixer, x
+        if stop is not None:
+            notes.append(f"{label}: stopped at larger T ({stop})")
+        ok = [r for r in rows if r["mixer"] == label and r["status"] == "ok"]
+        fit = [r for r in ok if r["T"] >= cfg.fit_from]
+        for key, src in (
+            ("fwd_time", "fwd_ms"),
+            ("fwdbwd_time", "fwdbwd_ms"),
+            ("memory", "peak_mb"),
+        ):
+            metrics[f"{label}/{key}_exponent"] = power_law_exponent(
+                [r["T"] for r in fit], [r[src] for r in fit]
+            )
+    bar.close()
+    _plot(rows, metrics, cfg, ctx)
+    summary = [
+        {
+            "mixer": label,
+            "fwd_exp": metrics[f"{label}/fwd_time_exponent"],
+            "fwdbwd_exp": metrics[f"{label}/fwdbwd_time_exponent"],
+            "mem_exp": metrics[f"{label}/memory_exponent"],
+        }
+        for label, _, _ in specs
+    ]
+    notes.append(f"scaling exponents fitted on T >= {cfg.fit_from}:")
+    from deepnotes.utils.table import format_table
+
+    notes.append("\n" + format_table(summary))
+    return Result(
+        metrics=metrics,
+        table=rows,
+        columns=["mixer", "T", "fwd_ms", "fwdbwd_ms", "peak_mb", "status"],
+        notes=notes,
+    )
+
+
+def _init_params(cls) -> set[str]:
+    import inspect
+
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= set(inspect.signature(klass.__init__).parameters)
+    return names
+
+
+def _plot(rows, metrics, cfg, ctx):
+    fig, axes = ctx.figure(1, 3, figsize=(16, 5))
+    labels = list(dict.fromkeys(r["mixer"] for r in rows))
+    for label in labels:
+        ok = [r for r in rows if r["mixer"] == label and r["status"] == "ok"]
+        if not ok:
+            continue
+        Ts = [r["T"] for r in ok]
+        for ax, key, mkey in zip(
+            axes,
+            ("fwd_ms", "fwdbwd_ms", "peak_mb"),
+            ("fwd_time", "fwdbwd_time", "memory"),
+            strict=True,
+        ):
+            p = metrics.get(f"{label}/{mkey}_exponent")
+            tag = f"{label} (p={p:.2f})" if p is not None else label
+            ax.loglog(Ts, [r[key] for r in ok], marker="o", label=tag)
+    for ax, title in zip(
+        axes,
+        ("forward time (ms)", "forward+backward time (ms)", "peak memory, fwd+bwd (MiB)"),
+        strict=True,
+    ):
+        ax.set_xlabel("sequence length T")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "mixers_scaling.png")

@@ -1,0 +1,1 @@
+"""Extra `deepnotes` subcommands; each module registers itself with `deepnotes.cli.command`."""

@@ -1,0 +1,1 @@
+"""Experiments: one module per `deepnotes run NAME`, each registering itself."""

@@ -1,0 +1,1 @@
+"""Shared utilities: atomic files, versions, tables, timing, plotting, seeding."""

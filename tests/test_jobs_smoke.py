@@ -1,0 +1,21 @@
+"""Every registered experiment and benchmark suite runs end to end at its smoke budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deepnotes import jobs
+
+jobs.discover()
+ALL = [*jobs.EXPERIMENTS.items(), *jobs.SUITES.items()]
+
+
+@pytest.mark.parametrize("name,job", ALL, ids=[f"{j.kind}:{n}" for n, j in ALL])
+def test_job_smoke(name, job, tmp_path):
+    cfg = job.make_config("smoke")
+    rec = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["name"] == name and saved["table"] == json.loads(json.dumps(saved["table"]))
+    assert rec["plots"], "every job writes at least one plot"

@@ -1,0 +1,1 @@
+"""Offline corpora and synthetic task generators."""

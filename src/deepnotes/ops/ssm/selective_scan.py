@@ -1,0 +1,136 @@
+"""Parallel selective scan in PyTorch, and the public dispatcher `selective_scan`.
+
+The recurrence h_t = a_t * h_{t-1} + b_t (a_t = exp(delta_t A), b_t = delta_t B_t u_t) is
+a composition of affine maps, which is associative:
+
+    (a1, b1) then (a2, b2)  =  (a2 * a1, a2 * b1 + b2)
+
+so all prefixes can be computed in log2(l) parallel steps (Hillis & Steele 1986; Blelloch
+1990; Martin & Cundy 2018 use the same scan for linear RNNs). We scan chunks of `chunk_size`
+steps this way and carry the last state from chunk to chunk. Each chunk runs under
+activation checkpointing, so training keeps only the chunk-boundary states
+([Bt, Dm, N] per chunk) instead of every [Bt, Dm, l, N] intermediate: memory is O(L) in
+the input size, with the O(chunk_size * N) working set recomputed during backward.
+Total work is O(L log chunk_size) -- linear in L.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from deepnotes.ops.ssm.naive import (
+    check_scan_inputs,
+    compute_dtype,
+    finish_output,
+    naive_selective_scan,
+    prepare_delta,
+)
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def scan_chunk(u, delta, A, B, C, h0):
+    """One chunk of the scan, all l steps in parallel (Hillis-Steele inclusive scan).
+
+    u, delta: [Bt, Dm, l]; A: [Dm, N]; B, C: [Bt, N, l]; h0: [Bt, Dm, N] (state before the
+    chunk). Returns y: [Bt, Dm, l] (sum_n C_t h_t, before D and z) and h_l: [Bt, Dm, N].
+    """
+    a = torch.exp(delta[..., None] * A[:, None, :])  # [Bt, Dm, l, N]
+    b = (delta * u)[..., None] * B.transpose(1, 2)[:, None]  # [Bt, Dm, l, N]
+    # Fold the incoming state into the first step: h_0' = a_0 h0 + b_0.
+    b = torch.cat([b[:, :, :1] + a[:, :, :1] * h0[:, :, None], b[:, :, 1:]], dim=2)
+    l = u.shape[-1]
+    off = 1
+    while off < l:
+        # Element i absorbs element i - off: (a, b)_i <- (a_i a_{i-off}, a_i b_{i-off} + b_i).
+        b = torch.cat([b[:, :, :off], a[:, :, off:] * b[:, :, :-off] + b[:, :, off:]], dim=2)
+        if 2 * off < l:
+            a = torch.cat([a[:, :, :off], a[:, :, off:] * a[:, :, :-off]], dim=2)
+        off *= 2
+    y = torch.einsum("bdln,bnl->bdl", b, C)
+    return y, b[:, :, -1]
+
+
+def torch_selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    chunk_size: int = 64,
+):
+    """Chunked parallel selective scan; same signature and results as `naive_selective_scan`.
+
+    u, delta, z: [Bt, Dm, L]; A: [Dm, N]; B, C: [Bt, N, L]; D, delta_bias: [Dm].
+    Returns y: [Bt, Dm, L] (and the last state [Bt, Dm, N] with `return_last_state`).
+    `chunk_size` trades parallel width (larger) against working memory (smaller).
+    """
+    check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if chunk_size <= 0:
+        raise ValueError(f"torch_selective_scan: chunk_size must be positive, got {chunk_size}")
+    dtype_in = u.dtype
+    cd = compute_dtype(u)
+    u, delta, A, B, C = (t.to(cd) for t in (u, delta, A, B, C))
+    delta = prepare_delta(delta, delta_bias, delta_softplus)
+    Bt, Dm, L = u.shape
+    h = u.new_zeros(Bt, Dm, A.shape[1])
+    ys = []
+    for s in range(0, L, chunk_size):
+        args = (u[..., s : s + chunk_size], delta[..., s : s + chunk_size], A)
+        args += (B[..., s : s + chunk_size], C[..., s : s + chunk_size], h)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+            y, h = checkpoint(scan_chunk, *args, use_reentrant=False)
+        else:
+            y, h = scan_chunk(*args)
+        ys.append(y)
+    out = finish_output(torch.cat(ys, dim=-1), u, D, z, dtype_in)
+    return (out, h) if return_last_state else out
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend asked for: the argument unless "auto", else DEEPNOTES_KERNELS, else auto."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        env = os.environ.get("DEEPNOTES_KERNELS", "auto")
+        if env not in BACKENDS:
+            raise ValueError(f"DEEPNOTES_KERNELS must be one of {BACKENDS}, got {env!r}")
+        backend = env
+    return backend
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: str = "auto",
+):
+    """Selective scan (public). Shapes as in `naive_selective_scan`.
+
+    backend: "auto" | "triton" | "torch" (or env DEEPNOTES_KERNELS when "auto"). No Triton
+    scan is available yet, so "auto" runs the chunked PyTorch form and "triton" raises.
+    """
+    if resolve_backend(backend) == "triton":
+        raise ValueError("selective_scan: no Triton selective-scan kernel is available")
+    return torch_selective_scan(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+    )
+
+
+__all__ = ["naive_selective_scan", "selective_scan", "torch_selective_scan", "scan_chunk"]

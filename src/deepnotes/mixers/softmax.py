@@ -1,6 +1,8 @@
 """Multi-head softmax attention (Vaswani et al. 2017).
 
-out = softmax(q k^T / sqrt(K) + mask) v, per head. Two interchangeable paths:
+out = softmax(q k^T * scale + mask) v, per head, scale = 1/sqrt(K) by default (`scale=1.0`
+gives T5's unscaled attention, which relies on a compensating init of W_q; see
+`deepnotes.layers.init`). Two interchangeable paths:
 - impl="math": the explicit matmul-softmax (`deepnotes.ops.attention.naive_softmax_attn`);
 - impl="sdpa": `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
   backend (FlashAttention / memory-efficient) when it can.
@@ -17,10 +19,16 @@ from deepnotes.mixers.common import KVCache, MultiHeadMixer
 from deepnotes.ops.attention.naive import attention_mask, naive_softmax_attn
 
 
-def sdpa_attn(q, k, v, *, causal: bool, key_mask: torch.Tensor | None = None):
-    """SDPA with our mask convention. q, k, v: [B, H, T, K]; key_mask: [B, T] bool."""
+def sdpa_attn(
+    q, k, v, *, causal: bool, key_mask: torch.Tensor | None = None, scale: float | None = None
+):
+    """SDPA with our mask convention. q, k, v: [B, H, T, K]; key_mask: [B, T] bool.
+
+    scale multiplies q k^T (None = 1/sqrt(K))."""
     if key_mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[-2] > 1)
+        return F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal and q.shape[-2] > 1, scale=scale
+        )
     allowed = attention_mask(
         q.shape[-2], k.shape[-2], causal=causal, key_mask=key_mask, device=q.device
     )
@@ -29,27 +37,41 @@ def sdpa_attn(q, k, v, *, causal: bool, key_mask: torch.Tensor | None = None):
     if q.shape[-2] == k.shape[-2]:
         eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
         allowed = allowed | (eye & ~key_mask[:, None, :, None])
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
 
 
 @register("softmax")
 class SoftmaxAttention(MultiHeadMixer):
-    """Softmax attention. kw: n_heads, impl ("sdpa" | "math"), rotary, max_len."""
+    """Softmax attention. kw: n_heads, impl ("sdpa" | "math"), scale, rotary, max_len.
+
+    scale: the factor on q k^T; None = 1/sqrt(head_dim) (Vaswani et al. 2017), 1.0 = T5.
+    """
 
     supports_step = True
     state_grows = True
     supports_rotary = True
 
-    def __init__(self, d_model: int, *, causal: bool, impl: str = "sdpa", **kw) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        causal: bool,
+        impl: str = "sdpa",
+        scale: float | None = None,
+        **kw,
+    ) -> None:
         super().__init__(d_model, causal=causal, **kw)
         if impl not in ("sdpa", "math"):
             raise ValueError(f"SoftmaxAttention: impl must be 'sdpa' or 'math', got {impl!r}")
+        if scale is not None and not scale > 0:
+            raise ValueError(f"SoftmaxAttention: scale must be positive, got {scale!r}")
         self.impl = impl
+        self.scale = scale
 
     def attend(self, q, k, v, key_mask):
         if self.impl == "sdpa":
-            return sdpa_attn(q, k, v, causal=self.causal, key_mask=key_mask)
-        return naive_softmax_attn(q, k, v, causal=self.causal, key_mask=key_mask)
+            return sdpa_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
+        return naive_softmax_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
 
     def mix(self, x, mask):
         q, k, v = self.project_qkv(x)
@@ -57,7 +79,7 @@ class SoftmaxAttention(MultiHeadMixer):
 
     def reference(self, x, mask=None):
         q, k, v = self.project_qkv(x)
-        o = naive_softmax_attn(q, k, v, causal=self.causal, key_mask=mask)
+        o = naive_softmax_attn(q, k, v, causal=self.causal, key_mask=mask, scale=self.scale)
         y = self.out(self.merge_heads(o))
         return y if mask is None else y * mask[..., None]
 
@@ -71,5 +93,5 @@ class SoftmaxAttention(MultiHeadMixer):
         self.check_step_input(x_t)
         q, k, v = self.project_qkv(x_t[:, None, :], offset=state.length)
         k_all, v_all = state.append(k, v)
-        o = naive_softmax_attn(q, k_all, v_all, causal=False)
+        o = naive_softmax_attn(q, k_all, v_all, causal=False, scale=self.scale)
         return self.out(self.merge_heads(o))[:, 0], state

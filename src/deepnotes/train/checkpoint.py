@@ -1,0 +1,308 @@
+"""Training checkpoints that resume exactly and never leave a corrupt "latest".
+
+Layout of `ckpt_dir`:
+
+    step-00000200/
+        model.safetensors   weights (tied tensors stored once, aliases in the metadata)
+        state.pt            optimizer, scheduler, loss scaler, RNG states of every rank,
+                            data-iterator position, trainer counters and history
+        meta.json           step, tokens, time; written last
+    latest                  text file naming the newest complete checkpoint directory
+
+A checkpoint is written into a hidden temporary directory and renamed into place only when
+complete (a rename is atomic on POSIX); then `latest` is replaced atomically
+(`deepnotes.utils.io`). A crash at any moment leaves `latest` naming a complete
+checkpoint. `find_latest` also falls back to the newest complete directory if `latest` is
+missing or stale.
+
+Under DDP rank 0 writes (all ranks hold the same weights); the RNG states of every rank are
+gathered so each rank resumes its own stream. Under FSDP the full (unsharded) state is
+gathered to CPU through `torch.distributed.checkpoint.state_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepnotes.utils.io import atomic_write_json, atomic_write_text
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP and torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _is_fsdp(model: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - very old torch
+        return False
+    return isinstance(unwrap(model), FSDPModule)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU and CUDA generator states (tensors and ints only)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _dedupe(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Drop names that alias another tensor's storage (tied weights); return the aliases."""
+    seen: dict[tuple, str] = {}
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for name, t in sd.items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride())
+        if t.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        out[name] = t.detach().cpu().contiguous()
+    return out, aliases
+
+
+# ----------------------------------------------------------------------------- state
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full state dict with clean names (collective under FSDP: call on every rank)."""
+    if _is_fsdp(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(unwrap(model), options=opts)
+    return unwrap(model).state_dict()
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    if _is_fsdp(model):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(unwrap(model), optimizer, options=opts)
+    return optimizer.state_dict()
+
+
+def load_model_state(model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
+    if _is_fsdp(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(unwrap(model), sd, options=StateDictOptions(full_state_dict=True))
+    else:
+        unwrap(model).load_state_dict(sd)
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sd: dict) -> None:
+    if _is_fsdp(model):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(unwrap(model), optimizer, sd, options=opts)
+    else:
+        optimizer.load_state_dict(sd)
+
+
+# ----------------------------------------------------------------------------- save / load
+def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    tensors, aliases = _dedupe(state)
+    save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path), device=str(device))
+    with safe_open(str(path), framework="pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    for name, target in aliases.items():
+        sd[name] = sd[target]
+    return sd
+
+
+def save_checkpoint(
+    ckpt_dir: str | os.PathLike,
+    step: int,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    precision=None,
+    data=None,
+    trainer_state: dict | None = None,
+    keep: int = 2,
+) -> Path | None:
+    """Write checkpoint `step-{step}` atomically, point `latest` at it, keep the newest `keep`.
+
+    Every rank must call it (states are gathered); only rank 0 writes. Returns the
+    directory on rank 0, None elsewhere.
+    """
+    dist = _dist()
+    rank = dist.get_rank() if dist else 0
+    weights = model_state(model)
+    optim = optimizer_state(model, optimizer) if optimizer is not None else None
+    rngs = [rng_state()]
+    if dist:
+        rngs = [None] * dist.get_world_size()
+        dist.all_gather_object(rngs, rng_state())
+    if rank != 0:
+        dist.barrier()
+        return None
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=ckpt_dir))
+    try:
+        save_weights(tmp / "model.safetensors", weights)
+        state = {
+            "optimizer": optim,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "precision": precision.state_dict() if precision is not None else None,
+            "data": data.state_dict() if hasattr(data, "state_dict") else None,
+            "rng": rngs,
+            "trainer": trainer_state or {},
+        }
+        torch.save(state, tmp / "state.pt")
+        scalars = {
+            k: v for k, v in (trainer_state or {}).items() if isinstance(v, int | float | str)
+        }
+        meta = {**scalars, "step": step, "time": time.time()}
+        atomic_write_json(tmp / "meta.json", meta)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        trash = None
+        if final.exists():  # re-saving a step: move the old copy aside first
+            trash = ckpt_dir / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, trash)
+        os.replace(tmp, final)
+        atomic_write_text(ckpt_dir / "latest", final.name + "\n")
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if dist:
+            dist.barrier()
+    _prune(ckpt_dir, keep, protect=final.name)
+    return final
+
+
+def _complete(d: Path) -> bool:
+    return (d / "meta.json").is_file() and (d / "model.safetensors").is_file()
+
+
+def _step_dirs(ckpt_dir: Path) -> list[Path]:
+    found = [(int(m.group(1)), d) for d in ckpt_dir.iterdir() if (m := _STEP_DIR.match(d.name))]
+    return [d for _, d in sorted(found) if _complete(d)]
+
+
+def _prune(ckpt_dir: Path, keep: int, protect: str) -> None:
+    if keep <= 0:
+        return
+    dirs = _step_dirs(ckpt_dir)
+    for d in dirs[:-keep]:
+        if d.name != protect:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def find_latest(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint `latest` names if complete, else the newest complete one, else None."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    pointer = ckpt_dir / "latest"
+    if pointer.is_file():
+        target = ckpt_dir / pointer.read_text().strip()
+        if _STEP_DIR.match(target.name) and _complete(target):
+            return target
+    dirs = _step_dirs(ckpt_dir)
+    return dirs[-1] if dirs else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    precision=None,
+    data=None,
+    restore_rng: bool = True,
+) -> dict:
+    """Restore everything `save_checkpoint` wrote; return the saved trainer state.
+
+    `path` is a checkpoint directory or a `ckpt_dir` (then its latest checkpoint is used).
+    """
+    path = Path(path)
+    if not _complete(path):
+        found = find_latest(path)
+        if found is None:
+            raise ValueError(f"no complete checkpoint at {str(path)!r}")
+        path = found
+    load_model_state(model, load_weights(path / "model.safetensors", device="cpu"))
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    if optimizer is not None and state["optimizer"] is not None:
+        load_optimizer_state(model, optimizer, state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if precision is not None and state["precision"]:
+        precision.load_state_dict(state["precision"])
+    if data is not None and state["data"] is not None and hasattr(data, "load_state_dict"):
+        data.load_state_dict(state["data"])
+    if restore_rng:
+        dist = _dist()
+        rank = dist.get_rank() if dist else 0
+        rngs = state["rng"]
+        set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+    return {**state["trainer"], "path": str(path)}

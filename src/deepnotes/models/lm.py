@@ -231,6 +231,10 @@ class LM(nn.Module):
                 if getattr(m, "bias", None) is not None:
                     m.bias.zero_()
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block in backward (non-reentrant torch.utils.checkpoint)."""
+        self.gradient_checkpointing = enabled
+
     # ------------------------------------------------------------------ forward
     def _embed(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         T = tokens.shape[-1]

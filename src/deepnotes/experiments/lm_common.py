@@ -1,0 +1,155 @@
+"""Shared pieces of the language-model experiments (arena, attention-scaling, activations,
+moe): data loading, one training run with periodic evaluation, and curve plots.
+
+A run is driven through `deepnotes.train.Trainer.train_step`, one optimizer step at a time,
+so an experiment can stop on a wall-clock cap and record its own metrics at each evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+import deepnotes.mixers as M
+from deepnotes.data.text import TextData, load_text
+from deepnotes.models.lm import LM, LMConfig
+from deepnotes.train import TrainConfig, Trainer, lm_eval_fn
+
+
+@lru_cache(maxsize=4)
+def cached_text(corpus: str, max_docs: int | None = None) -> TextData:
+    """Byte-level text split by document (cached: several experiments share one corpus)."""
+    return load_text(corpus, "byte", max_docs=max_docs)
+
+
+def auto_positions(mixer: str) -> str:
+    """Rotary where the mixer applies it (inside q and k), else a learned table."""
+    return "rotary" if M.get(mixer).supports_rotary else "learned"
+
+
+def causal_mixers() -> list[str]:
+    """Every registered mixer that can run causally (so can drive a decoder LM)."""
+    return [n for n in M.names() if M.get(n).supports_causal]
+
+
+@dataclass
+class RunResult:
+    """History and totals of one training run."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)  # per logged step
+    steps: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0  # time in optimizer steps (no evaluation)
+    stopped_early: bool = False  # hit the wall-clock cap before cfg.steps
+    final: dict[str, float] = field(default_factory=dict)  # last evaluation
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def build_model(cfg: LMConfig, device: torch.device, seed: int) -> LM:
+    torch.manual_seed(seed)  # every variant of an experiment starts from the same draw
+    return LM(cfg).to(device)
+
+
+def train_lm(
+    model: nn.Module,
+    data: TextData,
+    tcfg: TrainConfig,
+    *,
+    eval_every: int,
+    eval_batches: int,
+    extra_eval: Callable[[nn.Module, torch.Tensor], dict[str, float]] | None = None,
+    on_step: Callable[[nn.Module, dict[str, Any]], None] | None = None,
+    max_seconds: float | None = None,
+    log_every: int = 1,
+    bar=None,
+) -> RunResult:
+    """Train `model` on `data` for tcfg.steps (or until `max_seconds` of training).
+
+    Evaluates validation loss / bits per byte every `eval_every` steps and at the end;
+    `extra_eval(model, x_val)` adds metrics from one validation batch; `on_step(model, rec)`
+    may add fields to each logged record (e.g. MoE expert loads).
+    """
+    device = next(model.parameters()).device
+    batches = data.train_batches(tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, device=device)
+    val_eval = lm_eval_fn(
+        data, batch_size=tcfg.batch_size, seq_len=tcfg.seq_len, max_batches=eval_batches
+    )
+    x_probe = next(data.val_batches(tcfg.batch_size, tcfg.seq_len, device=device))[0]
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        out = val_eval(m)
+        if extra_eval is not None:
+            out.update(extra_eval(m, x_probe))
+        return out
+
+    trainer = Trainer(model, tcfg, batches, eval_fn=eval_fn)
+    res = RunResult()
+    pending: list[torch.Tensor] = []
+    while trainer.step < tcfg.steps:
+        t0 = time.perf_counter()
+        out = trainer.train_step()
+        pending.append(out["loss"])
+        last = trainer.step == tcfg.steps
+        evaluate = last or trainer.step % eval_every == 0
+        if evaluate or last or trainer.step % log_every == 0:
+            losses = torch.stack(pending).float().cpu()  # one device sync per log
+            pending = []
+            res.train_seconds += time.perf_counter() - t0
+            over = max_seconds is not None and res.train_seconds > max_seconds
+            rec: dict[str, Any] = {
+                "step": trainer.step,
+                "loss": float(losses.mean()),
+                "lr": trainer.optimizer.param_groups[0]["lr"],
+                "time": res.train_seconds,
+                "tokens": trainer.tokens,
+            }
+            if on_step is not None:
+                on_step(model, rec)
+            if evaluate or over:
+                rec.update(trainer.evaluate())
+            if not math.isfinite(rec["loss"]):
+                rec["diverged"] = True
+            res.history.append(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"step {trainer.step} loss {rec['loss']:.3f}")
+            if over and not last:
+                res.stopped_early = True
+                break
+        else:
+            res.train_seconds += time.perf_counter() - t0
+            if bar is not None:
+                bar.update(1)
+    res.steps, res.tokens = trainer.step, trainer.tokens
+    evals = [h for h in res.history if "val_loss" in h]
+    skip = ("step", "lr", "time")
+    res.final = {k: v for k, v in evals[-1].items() if k not in skip} if evals else {}
+    return res
+
+
+def plot_curves(ctx, runs: dict[str, RunResult], name: str, title: str, x: str = "step") -> None:
+    """Training loss (thin) and validation loss (markers) of several runs against `x`."""
+    fig, ax = ctx.figure(figsize=(7, 4.2))
+    for i, (label, r) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        xs = [h[x] for h in r.history]
+        ax.plot(xs, [h["loss"] for h in r.history], color=color, lw=1, alpha=0.6)
+        ev = [h for h in r.history if "val_loss" in h]
+        ax.plot([h[x] for h in ev], [h["val_loss"] for h in ev], "o-", color=color, ms=3,
+                label=label)  # fmt: skip
+    ax.set_xlabel({"step": "step", "time": "training time (s)"}.get(x, x))
+    ax.set_ylabel("loss (nats / token); line = train, dots = validation")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, name)

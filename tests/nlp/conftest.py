@@ -1,0 +1,9 @@
+import pytest
+
+from deepnotes.nlp.tokenize import corpus_sentences
+
+
+@pytest.fixture(scope="session")
+def kjv():
+    """The tokenised KJV sentences (about 30k)."""
+    return corpus_sentences("kjv")

@@ -12,12 +12,12 @@ import torch
 import deepnotes.train.checkpoint as C
 from deepnotes.data.text import TokenWindows
 from deepnotes.train import TrainConfig, Trainer
-from tests.train.tiny import TinyLM
+from tests.train.tiny import tiny_lm
 
 
 def trained(tmp_path, steps=3, **kw):
     cfg = TrainConfig(steps=steps, warmup=2, progress=False, ckpt_dir=str(tmp_path), **kw)
-    tr = Trainer(TinyLM(dropout=0.1), cfg, TokenWindows(torch.randint(0, 32, (999,)), 4, 16))
+    tr = Trainer(tiny_lm(dropout=0.1), cfg, TokenWindows(torch.randint(0, 32, (999,)), 4, 16))
     tr.fit()
     return tr
 
@@ -31,7 +31,7 @@ def test_round_trip_restores_everything(tmp_path, seed):
     expected_rng = torch.get_rng_state()
     expected_py, expected_np = random.random(), np.random.rand()
 
-    tr2 = Trainer(TinyLM(dropout=0.1), tr.cfg, TokenWindows(torch.randint(0, 32, (999,)), 4, 16))
+    tr2 = Trainer(tiny_lm(dropout=0.1), tr.cfg, TokenWindows(torch.randint(0, 32, (999,)), 4, 16))
     torch.manual_seed(12345)
     tr2.load(str(tmp_path))
     assert tr2.step == 3 and tr2.tokens == tr.tokens and tr2.history == tr.history
@@ -63,7 +63,7 @@ def test_crash_mid_write_keeps_previous_latest(tmp_path, monkeypatch, seed):
     monkeypatch.undo()
     assert C.find_latest(tmp_path) == good
     assert sorted(os.listdir(tmp_path)) == ["latest", good.name]  # no torn directory left
-    state = C.load_checkpoint(tmp_path, model=TinyLM(dropout=0.1))
+    state = C.load_checkpoint(tmp_path, model=tiny_lm(dropout=0.1))
     assert state["step"] == 2
 
 
@@ -76,7 +76,7 @@ def test_find_latest_falls_back_to_newest_complete(tmp_path, seed):
     assert C.find_latest(tmp_path).name == "step-00000002"
     assert C.find_latest(tmp_path / "nothing") is None
     with pytest.raises(ValueError, match="no complete checkpoint"):
-        C.load_checkpoint(tmp_path / "nothing", model=TinyLM())
+        C.load_checkpoint(tmp_path / "nothing", model=tiny_lm())
 
 
 def test_keep_prunes_old_checkpoints(tmp_path, seed):
@@ -97,7 +97,7 @@ def test_resume_continues_exactly(tmp_path, optimizer, seed):
 
     def run(ckpt_dir, crash_after=None, resume=""):
         torch.manual_seed(seed)
-        model = TinyLM(dropout=0.1)
+        model = tiny_lm(dropout=0.1)
         data = TokenWindows(tokens, 4, 24, seed=seed)
         batches = data
         if crash_after is not None:

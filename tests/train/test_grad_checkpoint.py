@@ -15,7 +15,7 @@ from deepnotes.train.grad_checkpoint import (
 )
 from deepnotes.train.lm import lm_loss
 from deepnotes.utils.timing import peak_memory_bytes
-from tests.train.tiny import TinyLM
+from tests.train.tiny import tiny_lm
 
 
 def grads(model, x, y):
@@ -25,7 +25,7 @@ def grads(model, x, y):
 
 
 def test_checkpointed_blocks_give_identical_gradients(seed):
-    a = TinyLM(d=60, layers=3)
+    a = tiny_lm(d=60, layers=3)
     b = copy.deepcopy(a)
     set_gradient_checkpointing(b.blocks)
     assert all(is_checkpointed(blk) for blk in b.blocks)
@@ -68,7 +68,7 @@ def test_activation_memory_grows_slower_with_depth(seed):
 
     def peak(layers, ckpt):
         torch.manual_seed(0)
-        m = TinyLM(d=64, layers=layers)
+        m = tiny_lm(d=64, layers=layers)
         if ckpt:
             set_gradient_checkpointing(m.blocks)
         return peak_memory_bytes(lambda: lm_loss(m, (x, y))[0].backward())
@@ -79,12 +79,23 @@ def test_activation_memory_grows_slower_with_depth(seed):
 
 
 def test_trainer_switch(seed):
-    m = TinyLM()
+    """The LM's own switch is used when it has one; otherwise `blocks` are patched."""
+    m = tiny_lm()
     enable_gradient_checkpointing(m)
-    assert all(is_checkpointed(b) for b in m.blocks)
+    assert m.gradient_checkpointing and not any(is_checkpointed(b) for b in m.blocks)
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
+
+    p = Plain()
+    enable_gradient_checkpointing(p)
+    assert all(is_checkpointed(b) for b in p.blocks)
     with pytest.raises(ValueError, match="blocks"):
         enable_gradient_checkpointing(torch.nn.Linear(2, 2))
     x = torch.randint(0, 32, (2, 9))
+    m = tiny_lm()
     hist = Trainer(m, TrainConfig(steps=2, grad_checkpointing=True, progress=False),
                    lambda: (x, x)).fit()  # fmt: skip
-    assert len(hist) == 2
+    assert len(hist) == 2 and m.gradient_checkpointing

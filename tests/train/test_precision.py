@@ -11,7 +11,7 @@ from deepnotes.data.text import TokenWindows
 from deepnotes.train import Precision, TrainConfig, Trainer
 from deepnotes.train.lm import lm_loss
 from tests.helpers import assert_close
-from tests.train.tiny import TinyLM
+from tests.train.tiny import tiny_lm
 
 
 def batch(seed, vocab=32):
@@ -22,7 +22,7 @@ def batch(seed, vocab=32):
 
 @pytest.mark.parametrize("mode,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_autocast_runs_matmuls_low_and_loss_stays_close(mode, dtype, seed):
-    model = TinyLM()
+    model = tiny_lm()
     x, y = batch(seed)
     prec = Precision(mode, "cpu")
     with prec.autocast():
@@ -35,14 +35,14 @@ def test_autocast_runs_matmuls_low_and_loss_stays_close(mode, dtype, seed):
 
 
 def test_fp16_inf_gradient_skips_step_and_halves_scale(seed):
-    model = TinyLM()
+    model = tiny_lm()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     prec = Precision("fp16", "cpu", init_scale=2.0**10)
     before = copy.deepcopy(model.state_dict())
 
     loss, _ = lm_loss(model, batch(seed))
     prec.backward(loss)
-    model.blocks[0].ffn[0].weight.grad[3, 5] = float("inf")  # an overflowed gradient
+    model.blocks[0].ffn.w_in.weight.grad[3, 5] = float("inf")  # an overflowed gradient
     prec.unscale_(opt)
     assert prec.step(opt) is False
     assert prec.scale == 2.0**9  # halved
@@ -60,7 +60,7 @@ def test_fp16_inf_gradient_skips_step_and_halves_scale(seed):
 
 
 def test_fp16_scale_grows_after_clean_steps(seed):
-    model = TinyLM()
+    model = tiny_lm()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     prec = Precision("fp16", "cpu", init_scale=8.0, growth_interval=3)
     for i in range(3):
@@ -72,7 +72,7 @@ def test_fp16_scale_grows_after_clean_steps(seed):
 
 def test_scaled_gradients_equal_fp32_gradients_after_unscale(seed):
     """Scaling is exact in binary floating point: S = 2^k multiplies and divides exactly."""
-    a = TinyLM()
+    a = tiny_lm()
     b = copy.deepcopy(a)
     x, y = batch(seed)
     prec = Precision("fp16", "cpu", init_scale=2.0**12)
@@ -87,7 +87,7 @@ def test_scaled_gradients_equal_fp32_gradients_after_unscale(seed):
 
 def test_trainer_counts_skipped_steps(seed):
     """An inf loss at step 3 in fp16: the trainer skips it, halves the scale, continues."""
-    model = TinyLM()
+    model = tiny_lm()
     calls = {"n": 0}
 
     def loss_fn(m, b):

@@ -12,7 +12,7 @@ from deepnotes.data.text import TokenWindows
 from deepnotes.train import TrainConfig, Trainer, WarmupCosine
 from deepnotes.train.lm import evaluate_lm
 from tests.helpers import assert_close
-from tests.train.tiny import TinyLM
+from tests.train.tiny import tiny_lm
 
 QUIET = dict(progress=False)
 
@@ -30,7 +30,7 @@ def test_warmup_cosine_shape():
 
 
 def test_trainer_lr_follows_schedule():
-    model = TinyLM()
+    model = tiny_lm()
     cfg = TrainConfig(steps=6, warmup=2, lr=1e-2, min_lr_ratio=0.0, **QUIET)
     tokens = torch.randint(0, 32, (500,))
     hist = Trainer(model, cfg, TokenWindows(tokens, 4, 16)).fit()
@@ -42,8 +42,8 @@ def test_trainer_lr_follows_schedule():
 def test_gradient_accumulation_equals_one_big_batch(seed):
     """k micro-batches of b rows give the gradient of one batch of k*b rows."""
     torch.manual_seed(seed)
-    a = TinyLM(d=24, layers=2).double()
-    b = TinyLM(d=24, layers=2).double()
+    a = tiny_lm(d=24, layers=2).double()
+    b = tiny_lm(d=24, layers=2).double()
     b.load_state_dict(a.state_dict())
     x = torch.randint(0, 32, (6, 21))
     y = torch.randint(0, 32, (6, 21))
@@ -59,7 +59,7 @@ def test_gradient_accumulation_equals_one_big_batch(seed):
 
 
 def test_gradient_clipping_caps_the_global_norm(seed):
-    model = TinyLM()
+    model = tiny_lm()
     cfg = TrainConfig(steps=1, grad_clip=1e-3, lr=0.0, warmup=0, **QUIET)
     tr = Trainer(model, cfg, TokenWindows(torch.randint(0, 32, (300,)), 4, 16, seed=seed))
     out = tr.train_step()
@@ -71,7 +71,7 @@ def test_gradient_clipping_caps_the_global_norm(seed):
 def test_fit_learns_and_records_history(seed):
     """A task any working loop learns fast (y = x + 1 mod 16); eval and history fields present."""
     torch.manual_seed(seed)
-    model = TinyLM(vocab=16, d=32, layers=1)
+    model = tiny_lm(vocab=16, d=32, layers=1)
 
     def batches():
         x = torch.randint(0, 16, (8, 12))
@@ -114,7 +114,7 @@ def test_custom_loss_for_classification(seed):
 
 
 def test_iterable_is_reiterated_and_bad_config_rejected():
-    model = TinyLM()
+    model = tiny_lm()
     data = [(torch.randint(0, 32, (2, 8)), torch.randint(0, 32, (2, 8)))] * 2
     hist = Trainer(model, TrainConfig(steps=5, **QUIET), data).fit()  # 5 steps over 2 batches
     assert len(hist) == 5

@@ -21,6 +21,7 @@ import os
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from deepnotes.ops.backend import use_triton
 from deepnotes.ops.ssm.naive import (
     check_scan_inputs,
     compute_dtype,
@@ -108,6 +109,17 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def _triton_problem(u, A) -> str | None:
+    """Why the Triton kernel cannot take these inputs (None when it can)."""
+    from deepnotes.ops.ssm.triton_scan import MAX_N
+
+    if u.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        return f"dtype {u.dtype}; the kernel runs fp16/bf16/fp32"
+    if A.shape[1] > MAX_N:
+        return f"state size N = {A.shape[1]} > {MAX_N}"
+    return None
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -123,11 +135,18 @@ def selective_scan(
 ):
     """Selective scan (public). Shapes as in `naive_selective_scan`.
 
-    backend: "auto" | "triton" | "torch" (or env DEEPNOTES_KERNELS when "auto"). No Triton
-    scan is available yet, so "auto" runs the chunked PyTorch form and "triton" raises.
+    backend: "auto" | "triton" | "torch" (or env DEEPNOTES_KERNELS when "auto"; see
+    `deepnotes.ops.backend`). The Triton kernel (`triton_scan.py`) runs on CUDA for fp16,
+    bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs.
     """
-    if resolve_backend(backend) == "triton":
-        raise ValueError("selective_scan: no Triton selective-scan kernel is available")
+    check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    tensors = tuple(t for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None)
+    if use_triton("selective_scan", backend, tensors, lambda forced: _triton_problem(u, A)):
+        from deepnotes.ops.ssm.triton_scan import triton_selective_scan
+
+        return triton_selective_scan(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
     return torch_selective_scan(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
     )

@@ -7,8 +7,15 @@ causal=True/False it supports (read from the class, not from here).
 # name -> kwargs for build(name, d_model, causal=..., **kwargs) at test sizes
 KWARGS: dict[str, dict] = {
     "softmax": {"n_heads": 4},
+    # SSMs: a small state, and chunks shorter than the test lengths (T = 37, 63, 70, 128)
+    # so that the state passing between chunks is exercised.
+    "s4d": {"d_state": 8, "chunk_size": 16},
+    "s4": {"d_state": 8, "chunk_size": 16},
     "linear": {"n_heads": 4, "chunk_size": 16},
     "performer": {"n_heads": 4, "n_features": 24, "chunk_size": 16},
+    "linformer": {"n_heads": 4, "max_len": 128, "k": 16},
+    "sliding_window": {"n_heads": 4, "window": 8},
+    "strided_sparse": {"n_heads": 4, "stride": 8, "query_block": 16},
 }
 
 # name -> kwargs overriding KWARGS for gradcheck (tiny sizes)

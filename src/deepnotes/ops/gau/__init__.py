@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import torch
 
+from deepnotes.ops.backend import use_triton
 from deepnotes.ops.gau.chunk import torch_chunk_gau
-from deepnotes.ops.gau.naive import naive_gau, relu2_scores, row_normaliser
+from deepnotes.ops.gau.naive import check_gau_inputs, naive_gau, relu2_scores, row_normaliser
 from deepnotes.ops.gau.recurrent import GAUState, gau_step, init_gau_state, recurrent_gau
 
-BACKENDS = ("auto", "triton", "torch")
+
+def _triton_problem(xs, chunk_size: int, forced: bool) -> str | None:
+    """Why the Triton kernels cannot take these inputs (None when it can)."""
+    from deepnotes.ops.gau.triton_chunk import MAX_S
+
+    dtypes = {t.dtype for t in xs}
+    if len(dtypes) > 1:
+        return f"inputs have different dtypes: {sorted(map(str, dtypes))}"
+    (dtype,) = dtypes
+    if dtype not in (torch.float16, torch.bfloat16) and not (forced and dtype == torch.float32):
+        return f"dtype {dtype}; the kernels run fp16/bf16 (fp32 only when forced)"
+    if xs[0].shape[-1] > MAX_S:
+        return f"shared width S = {xs[0].shape[-1]} > {MAX_S}"
+    if chunk_size < 16 or chunk_size & (chunk_size - 1):
+        return f"chunk_size {chunk_size} is not a power of two >= 16"
+    return None
 
 
 def chunk_gau(
@@ -28,13 +44,16 @@ def chunk_gau(
 ) -> torch.Tensor:
     """Mixed-chunk attention; see `torch_chunk_gau`.
 
-    backend: "auto" | "triton" | "torch". Until a Triton kernel is registered every backend
-    runs the PyTorch form, and "triton" raises ValueError.
+    backend: "auto" | "triton" | "torch" (see `deepnotes.ops.backend`). The Triton kernels
+    (`triton_chunk.py`) run on CUDA for fp16/bf16 inputs with S <= 128 and a power-of-two
+    chunk_size >= 16; elsewhere the chunked PyTorch form runs.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "triton":
-        raise ValueError("chunk_gau: no Triton kernel is available in this build")
+    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
+    xs = (q_quad, k_quad, q_lin, k_lin, v)
+    if use_triton("chunk_gau", backend, xs, lambda forced: _triton_problem(xs, chunk_size, forced)):
+        from deepnotes.ops.gau.triton_chunk import triton_chunk_gau
+
+        return triton_chunk_gau(*xs, chunk_size=chunk_size, causal=causal)
     return torch_chunk_gau(q_quad, k_quad, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal)
 
 

@@ -8,7 +8,8 @@
 - Recompute (fallback): run the model on the whole sequence for every new token and take
   the last position's logits. Correct for any causal model; O(t) work per layer per token
   for recurrent models and O(t²) for attention. Sequences longer than the model's max_len
-  are cropped to their last max_len tokens.
+  are cropped to their last max_len tokens; a model with a learned or sinusoidal position
+  table takes this path when prompt + new tokens would run past its table.
 
 Both give identical tokens (tests check every mixer that decodes).
 """
@@ -27,6 +28,14 @@ from deepnotes.generate.sampling import sample_next
 def _max_len(model: nn.Module) -> int | None:
     cfg = getattr(model, "cfg", None)
     return getattr(cfg, "max_len", None)
+
+
+def _position_limit(model: nn.Module) -> int | None:
+    """Longest sequence a model with a position table can step through (None = no limit)."""
+    cfg = getattr(model, "cfg", None)
+    if getattr(cfg, "positions", None) in ("learned", "sinusoidal"):
+        return getattr(cfg, "max_len", None)
+    return None
 
 
 @torch.no_grad()
@@ -54,6 +63,9 @@ def generate(
     model.eval()
     try:
         stepped = use_cache and bool(getattr(model, "supports_step", False))
+        limit = _position_limit(model)
+        if limit is not None and prompt.shape[1] + max_new_tokens > limit:
+            stepped = False  # past the position table: recompute over a sliding window
         run = _generate_stepped if stepped else _generate_recompute
         return run(model, prompt, max_new_tokens, temperature, top_k, top_p, generator)
     finally:

@@ -123,9 +123,8 @@ class Trainer:
         self.wrapped = wrapped  # DDP / FSDP wrapper (or the module itself)
         self.model = torch.compile(wrapped) if cfg.compile else wrapped
         self.precision = Precision(cfg.precision, self.device)
-        self.scheduler = build_scheduler(
-            self.optimizer, WarmupCosine(cfg.warmup, cfg.steps, cfg.min_lr_ratio, cfg.decay)
-        )
+        self.schedule = WarmupCosine(cfg.warmup, cfg.steps, cfg.min_lr_ratio, cfg.decay)
+        self.scheduler = build_scheduler(self.optimizer, self.schedule)
         self.train_batches = train_batches
         self._iter = None
         self.eval_fn = eval_fn
@@ -261,6 +260,15 @@ class Trainer:
         self.elapsed, self.skipped = float(state["elapsed"]), int(state["skipped"])
         self.history = list(state["history"])
         self.resumed_from = state["path"]
+        # The schedule follows the current config (e.g. a run extended to more steps): undo
+        # LambdaLR restoring the saved multiplier's fields, and set this step's lr from it.
+        # With an unchanged config this changes nothing.
+        current = WarmupCosine(self.cfg.warmup, self.cfg.steps, self.cfg.min_lr_ratio,
+                               self.cfg.decay)  # fmt: skip
+        self.schedule.__dict__.update(current.__dict__)
+        factor = self.schedule(self.scheduler.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
 
     def _maybe_resume(self) -> bool:
         r = self.cfg.resume

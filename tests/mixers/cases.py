@@ -16,6 +16,9 @@ KWARGS: dict[str, dict] = {
     "linformer": {"n_heads": 4, "max_len": 128, "k": 16},
     "sliding_window": {"n_heads": 4, "window": 8},
     "strided_sparse": {"n_heads": 4, "stride": 8, "query_block": 16},
+    # gamma_init_std = 1: the paper's 0.02 makes relu^2 scores ~1e-7 at init, too weak a test
+    "gau_quad": {"qk_dim": 24, "gamma_init_std": 1.0},
+    "gau_flash": {"qk_dim": 24, "chunk_size": 16, "gamma_init_std": 1.0},
 }
 
 # name -> kwargs overriding KWARGS for gradcheck (tiny sizes)

@@ -27,12 +27,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _check(nums) -> None:
+def _check(nums) -> bool:
+    """Validate; True when every value is an integer (then the arithmetic is exact)."""
+    if all(type(x) is int for x in nums):
+        return True
     for x in nums:
         if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
             raise ValueError(f"maximum_gap takes numbers, got {x!r}")
         if isinstance(x, float | np.floating) and not np.isfinite(x):
             raise ValueError(f"maximum_gap takes finite numbers, got {x!r}")
+    return all(isinstance(x, int | np.integer) for x in nums)
 
 
 def maximum_gap_sorted(nums: Sequence[float]) -> float:
@@ -44,14 +48,13 @@ def maximum_gap_sorted(nums: Sequence[float]) -> float:
 def maximum_gap(nums: Sequence[float]) -> float:
     """Largest neighbour gap of sorted(nums) by the bucket method; 0 when len(nums) < 2."""
     nums = list(nums)
-    _check(nums)
+    integer = _check(nums)
     n = len(nums)
     if n < 2:
         return 0
     lo, hi = min(nums), max(nums)
     if lo == hi:
         return hi - lo
-    integer = all(isinstance(x, int | np.integer) for x in nums)
     if integer:
         lo, hi = int(lo), int(hi)
         size = max(1, (hi - lo) // (n - 1))
@@ -60,19 +63,18 @@ def maximum_gap(nums: Sequence[float]) -> float:
     else:
         size = (hi - lo) / (n - 1)
         count = n
-        index = [min(int((x - lo) / size), n - 1) for x in nums]
-    bmin: list = [None] * count
-    bmax: list = [None] * count
+        # the maximum always goes last, whatever the rounding of (hi - lo) / size
+        index = [n - 1 if x == hi else min(int((x - lo) / size), n - 1) for x in nums]
+    inf = float("inf")
+    bmin, bmax = [inf] * count, [-inf] * count  # empty buckets keep the sentinels
     for x, i in zip(nums, index, strict=True):
-        if bmin[i] is None:
-            bmin[i] = bmax[i] = x
-        elif x < bmin[i]:
+        if x < bmin[i]:
             bmin[i] = x
-        elif x > bmax[i]:
+        if x > bmax[i]:
             bmax[i] = x
     best, prev = 0, None
     for lo_i, hi_i in zip(bmin, bmax, strict=True):
-        if lo_i is None:
+        if lo_i == inf:
             continue
         if prev is not None and lo_i - prev > best:
             best = lo_i - prev
@@ -110,6 +112,7 @@ def maximum_gap_numpy(a) -> int | float:
         if lo == hi:
             return 0.0
         idx = np.minimum(((d - lo) * ((n - 1) / (hi - lo))).astype(np.int64), n - 1)
+        idx[d == hi] = n - 1  # the maximum always goes last, whatever the rounding
         count = n
         bmin = np.full(count, np.inf)
         bmax = np.full(count, -np.inf)

@@ -1,0 +1,239 @@
+"""Time candidate tile settings of each Triton kernel on a GPU and print the fastest.
+
+Usage (on a CUDA machine, from the repository root):
+    PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan] [--json F]
+
+Each op is timed at the benchmark's setting (bf16, B*T = 65,536, H*D = 2048) at one or two
+lengths; the winners are what the kernels' CONFIG tables hold (see docs/kernels.md).
+A candidate that fails to compile (e.g. too much shared memory) is reported, not fatal.
+"""
+
+# ruff: noqa: B023 - each closure is timed inside the loop iteration that made it
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+from triton.testing import do_bench
+
+TOKENS, WIDTH = 65536, 2048
+DT = torch.bfloat16
+DEV = "cuda"
+
+
+def ms(fn) -> float:
+    return float(do_bench(fn, warmup=10, rep=50, return_mode="median"))
+
+
+def trial(results, op, shape, cfg, fn):
+    t0 = time.perf_counter()
+    try:
+        fn()  # compile
+        torch.cuda.synchronize()
+        t = ms(fn)
+        status = "ok"
+    except Exception as e:  # noqa: BLE001 - a failing candidate is a result
+        t, status = float("nan"), f"{type(e).__name__}: {str(e)[:80]}"
+    results.append(
+        {
+            "op": op,
+            "shape": shape,
+            "config": cfg,
+            "ms": t,
+            "status": status,
+            "wall_s": time.perf_counter() - t0,
+        }
+    )
+    print(f"{op:12s} {shape:22s} {json.dumps(cfg):90s} {t:8.3f} ms  {status}", flush=True)
+
+
+def tune_flash(results):
+    import deepnotes.ops.attention.triton_flash as tf
+
+    fwd_cands = [
+        dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=3),
+        dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3),
+        dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=3),
+        dict(BLOCK_M=128, BLOCK_N=64, num_warps=4, num_stages=4),
+        dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3),
+        dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2),
+    ]
+    bwd_cands = [
+        dict(BLOCK_M1=64, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=64, num_warps=8, num_stages=2),
+        dict(BLOCK_M1=64, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=64, num_warps=8, num_stages=3),
+        dict(BLOCK_M1=32, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=32, num_warps=4, num_stages=3),
+        dict(BLOCK_M1=32, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=32, num_warps=4, num_stages=5),
+        dict(BLOCK_M1=64, BLOCK_N1=64, BLOCK_M2=64, BLOCK_N2=64, num_warps=4, num_stages=3),
+        dict(BLOCK_M1=64, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=64, num_warps=4, num_stages=2),
+    ]
+    T = 8192
+    for D in (64, 128):
+        H, B = WIDTH // D, TOKENS // T
+        q, k, v, do = (torch.randn(B, H, T, D, device=DEV, dtype=DT) for _ in range(4))
+        scale = 1 / math.sqrt(D)
+        saved = dict(tf.FWD_CONFIGS[D]), dict(tf.BWD_CONFIGS[D])
+        for c in fwd_cands:
+            tf.FWD_CONFIGS[D] = c
+            trial(
+                results,
+                "flash_fwd",
+                f"D{D} T{T}",
+                c,
+                lambda: tf.flash_attn_fwd(q, k, v, True, scale),
+            )
+        tf.FWD_CONFIGS[D] = saved[0]
+        o, lse = tf.flash_attn_fwd(q, k, v, True, scale)
+        for c in bwd_cands:
+            tf.BWD_CONFIGS[D] = c
+            trial(
+                results,
+                "flash_bwd",
+                f"D{D} T{T}",
+                c,
+                lambda: tf.flash_attn_bwd(do, q, k, v, o, lse, True, scale),
+            )
+        tf.BWD_CONFIGS[D] = saved[1]
+
+
+def tune_linear(results):
+    import deepnotes.ops.linear_attention.triton_chunk as tc
+
+    cands = {
+        64: [
+            dict(BT=64, BV=64, num_warps=4, num_stages=2),
+            dict(BT=64, BV=32, num_warps=4, num_stages=2),
+            dict(BT=64, BV=64, num_warps=8, num_stages=2),
+            dict(BT=32, BV=64, num_warps=4, num_stages=2),
+            dict(BT=64, BV=64, num_warps=4, num_stages=3),
+        ],
+        128: [
+            dict(BT=64, BV=64, num_warps=8, num_stages=2),
+            dict(BT=64, BV=128, num_warps=8, num_stages=2),
+            dict(BT=64, BV=32, num_warps=4, num_stages=2),
+            dict(BT=64, BV=64, num_warps=4, num_stages=2),
+            dict(BT=32, BV=64, num_warps=4, num_stages=2),
+        ],
+    }
+    for D in (64, 128):
+        for T in (8192, 32768):
+            H, B = WIDTH // D, TOKENS // T
+            q = torch.rand(B, H, T, D, device=DEV, dtype=DT)
+            k = torch.rand(B, H, T, D, device=DEV, dtype=DT)
+            v, do = (torch.randn(B, H, T, D, device=DEV, dtype=DT) for _ in range(2))
+            saved = dict(tc.CONFIGS[D])
+            for c in cands[D]:
+                tc.CONFIGS[D] = c
+
+                def fwd():
+                    return tc.chunk_linear_attn_fwd(q, k, v, None, None, True, 1e-6, None, False)
+
+                def bwd():
+                    o, den, _ = fwd()
+                    return tc.chunk_linear_attn_bwd(
+                        q, k, v, o, den, None, None, do, None, None, True, 1e-6, None
+                    )
+
+                trial(results, "linear_fwd", f"D{D} T{T}", c, fwd)
+                trial(results, "linear_fwdbwd", f"D{D} T{T}", c, bwd)
+            tc.CONFIGS[D] = saved
+
+
+def tune_gau(results):
+    import deepnotes.ops.gau.triton_chunk as tg
+
+    cands = [
+        dict(BM=64, BE=128, BE_STATE=64, num_warps=4, num_stages=2),
+        dict(BM=64, BE=64, BE_STATE=64, num_warps=4, num_stages=2),
+        dict(BM=64, BE=128, BE_STATE=128, num_warps=8, num_stages=2),
+        dict(BM=128, BE=128, BE_STATE=64, num_warps=8, num_stages=2),
+        dict(BM=64, BE=256, BE_STATE=64, num_warps=8, num_stages=2),
+    ]
+    T, S, E, C = 8192, 128, WIDTH, 256
+    B = TOKENS // T
+    x = [torch.randn(B, T, S, device=DEV, dtype=DT) / S**0.25 for _ in range(4)]
+    v, do = (torch.randn(B, T, E, device=DEV, dtype=DT) for _ in range(2))
+    saved = dict(tg.CONFIG)
+    for c in cands:
+        tg.CONFIG.clear()
+        tg.CONFIG.update(c)
+        trial(results, "gau_fwd", f"T{T} C{C}", c, lambda: tg.gau_forward(*x, v, C, True))
+
+        def fb():
+            o, st = tg.gau_forward(*x, v, C, True)
+            return tg.gau_backward(do, x[0], x[1], x[2], x[3], v, st, C, True)
+
+        trial(results, "gau_fwdbwd", f"T{T} C{C}", c, fb)
+    tg.CONFIG.clear()
+    tg.CONFIG.update(saved)
+
+
+def tune_scan(results):
+    import deepnotes.ops.ssm.triton_scan as ts
+
+    L, Dm, N = 8192, WIDTH, 16
+    Bt = TOKENS // L
+    u, z, do = (torch.randn(Bt, Dm, L, device=DEV, dtype=DT) for _ in range(3))
+    delta = (torch.randn(Bt, Dm, L, device=DEV) * 0.5 - 1).to(DT)
+    A = -torch.exp(torch.randn(Dm, N, device=DEV) * 0.5)
+    Bm, Cm = (torch.randn(Bt, N, L, device=DEV, dtype=DT) for _ in range(2))
+    Dv, bias = torch.randn(Dm, device=DEV), torch.randn(Dm, device=DEV) * 0.3
+    saved = dict(ts.FWD_CONFIG), dict(ts.BWD_CONFIG)
+    for BL in (32, 64):
+        for BD, w in ((4, 4), (8, 4), (16, 8), (8, 8)):
+            ts.FWD_CONFIG.update(BD=BD, BL=BL, num_warps=w, num_stages=2)
+            trial(
+                results,
+                "scan_fwd",
+                f"L{L}",
+                dict(ts.FWD_CONFIG),
+                lambda: ts.selective_scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, True, False, False),
+            )
+        ts.FWD_CONFIG.update(saved[0])
+        ts.FWD_CONFIG["BL"] = BL
+        _, h0s, _ = ts.selective_scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, True, True, False)
+        for BD, w in ((4, 4), (8, 4), (8, 8), (16, 8)):
+            ts.BWD_CONFIG.update(BD=BD, BL=BL, num_warps=w, num_stages=1)
+            trial(
+                results,
+                "scan_bwd",
+                f"L{L} BL{BL}",
+                dict(ts.BWD_CONFIG),
+                lambda: ts.selective_scan_bwd(
+                    u, delta, A, Bm, Cm, Dv, z, bias, True, h0s, do, None, BL
+                ),
+            )
+    ts.FWD_CONFIG.update(saved[0])
+    ts.BWD_CONFIG.update(saved[1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ops", default="flash,linear,gau,scan")
+    p.add_argument("--json", default=None, help="write all trials to this file")
+    args = p.parse_args(argv)
+    results: list[dict] = []
+    fns = {"flash": tune_flash, "linear": tune_linear, "gau": tune_gau, "scan": tune_scan}
+    for op in args.ops.split(","):
+        t0 = time.perf_counter()
+        fns[op](results)
+        print(f"# {op}: {time.perf_counter() - t0:.0f} s", flush=True)
+    best: dict[tuple, dict] = {}
+    for r in results:
+        key = (r["op"], r["shape"])
+        if r["status"] == "ok" and (key not in best or r["ms"] < best[key]["ms"]):
+            best[key] = r
+    print("\nfastest per op and shape:")
+    for (op, shape), r in best.items():
+        print(f"  {op:14s} {shape:22s} {r['ms']:8.3f} ms  {json.dumps(r['config'])}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""`deepnotes bench kernels`: the Triton kernels against their peers, in one run.
+
+At a fixed token count (B*T) and model width (H*D), for each sequence length T:
+- softmax attention: `flash_attn` (ours) vs torch SDPA (whichever backend it picks, recorded)
+  and the explicit reference where its T x T matrix fits;
+- causal linear attention: `chunk_linear_attn` (ours) vs fla's `chunk_linear_attn`
+  (`fla-core`, optional) and the chunked PyTorch form;
+- FLASH/GAU mixed-chunk attention: `chunk_gau` (ours) vs the chunked PyTorch form and vs SDPA
+  at the same width (S = 128 shared q/k width, E = H*D values, one head);
+- the Mamba selective scan: `selective_scan` (ours) vs the chunked PyTorch form, with the
+  device's measured copy bandwidth as the yardstick.
+
+Forward and forward+backward times are medians from CUDA events after warm-up
+(`triton.testing.do_bench`). Attention TFLOP/s count 4 T^2 D H B for the forward (halved
+when causal) and 2.5x that for the backward; the scan's GB/s count the bytes it must read
+and write once. Ratios (`x_<peer>` = peer time / our time, > 1 means we are faster) compare
+rows measured in the same run. On a CPU the kernels are skipped (they need CUDA) and only
+the PyTorch paths are timed (the `smoke` budget).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from deepnotes.jobs import Context, Result, suite
+from deepnotes.utils.timing import peak_memory_bytes, time_ms
+
+
+@dataclass
+class KernelsBenchConfig:
+    ops: list[str] = field(default_factory=lambda: ["flash", "linear", "gau", "scan"])
+    tokens: int = 65536  # B*T, fixed across lengths (the issue's setting)
+    width: int = 2048  # H*D for attention; E for GAU; channels Dm for the scan
+    head_dims: list[int] = field(default_factory=lambda: [64, 128])  # D (H = width / D)
+    lengths: list[int] = field(default_factory=lambda: [2048, 8192, 32768])  # T sweep
+    gau_lengths: list[int] = field(
+        default_factory=lambda: [2048, 4096, 8192, 16384, 32768, 65536]
+    )  # GAU: linear in T up to 64k
+    gau_chunk: int = 256  # FLASH's chunk length C
+    gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
+    scan_state: int = 16  # N, Mamba's default state size
+    dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
+    causal: bool = True
+    peers: bool = True  # time SDPA and fla (when installed)
+    references: bool = True  # time the PyTorch forms where they fit ref_max_gb / ref_max_T
+    ref_max_gb: float = 24.0  # skip a reference whose T x T or working set would exceed this
+    ref_max_T: int = 8192  # longest T at which the (slow) PyTorch forms are timed
+    copy_gb: float = 2.0  # buffer size of the copy-bandwidth measurement
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def _has_kernels(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fla():
+    try:
+        from fla.ops.linear_attn import chunk_linear_attn as fla_chunk_linear_attn
+    except Exception:  # noqa: BLE001 - any import failure means "peer absent"
+        return None
+    return fla_chunk_linear_attn
+
+
+def _measure(fwd, fwdbwd, device) -> dict:
+    out = {"fwd_ms": time_ms(fwd, device), "fwdbwd_ms": time_ms(fwdbwd, device)}
+    if device.type == "cuda":  # the CPU profiler trace is slow; smoke runs skip it
+        out["peak_mb"] = peak_memory_bytes(fwdbwd, device) / 2**20
+    return out
+
+
+def _grad_fn(f, inputs, cot):
+    """Forward+backward of f(*inputs) (first output) against a fixed cotangent."""
+    xs = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
+    diff = [x for x in xs if x.requires_grad]
+
+    def run():
+        o = f(*xs)
+        o = o[0] if isinstance(o, tuple) else o
+        torch.autograd.grad(o, diff, cot)
+
+    def fwd():
+        with torch.no_grad():
+            f(*xs)
+
+    return fwd, run
+
+
+def _sdpa_backend(q, k, v, causal: bool) -> str:
+    """Name of the SDPA backend torch picks for these inputs."""
+    try:
+        from torch.nn.attention import SDPBackend
+
+        idx = torch._fused_sdp_choice(q, k, v, None, 0.0, causal)
+        return SDPBackend(idx).name.lower()
+    except Exception as e:  # noqa: BLE001 - private API; record why instead of failing
+        return f"unknown ({type(e).__name__})"
+
+
+def _attn_flops(B, H, T, D, causal) -> float:
+    return 4.0 * T * T * D * H * B * (0.5 if causal else 1.0)
+
+
+# --------------------------------------------------------------------------- ops
+def bench_flash(cfg, ctx, kernels, rows, notes):
+    from deepnotes.ops.attention import flash_attn, naive_softmax_attn
+
+    dt = _dtype(cfg.dtype)
+    for D in cfg.head_dims:
+        H = cfg.width // D
+        for T in cfg.lengths:
+            B = max(1, cfg.tokens // T)
+            x = [torch.randn(B, H, T, D, device=ctx.device, dtype=dt) for _ in range(3)]
+            cot = torch.randn_like(x[0])
+            flops = _attn_flops(B, H, T, D, cfg.causal)
+            impls = {}
+            if kernels:
+                impls["ours"] = lambda q, k, v: flash_attn(
+                    q, k, v, causal=cfg.causal, backend="triton"
+                )
+            if cfg.peers:
+                impls["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(
+                    q, k, v, is_causal=cfg.causal
+                )
+            ref_gb = B * H * T * T * 4 * 3 / 1e9  # scores, probabilities and their grads
+            if cfg.references and T <= cfg.ref_max_T and ref_gb <= cfg.ref_max_gb:
+                impls["reference"] = lambda q, k, v: naive_softmax_attn(q, k, v, causal=cfg.causal)
+            for impl, f in impls.items():
+                fwd, fb = _grad_fn(f, x, cot)
+                m = _measure(fwd, fb, ctx.device)
+                row = {"op": "flash_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
+                row["fwd_tflops"] = flops / m["fwd_ms"] / 1e9
+                row["fwdbwd_tflops"] = 3.5 * flops / m["fwdbwd_ms"] / 1e9
+                if impl == "sdpa":
+                    row["note"] = "backend: " + _sdpa_backend(*x, cfg.causal)
+                rows.append(row)
+            del x, cot
+    if cfg.references:
+        notes.append(
+            f"flash_attn reference: timed only where T <= {cfg.ref_max_T} and its T x T "
+            f"tensors fit {cfg.ref_max_gb} GB"
+        )
+
+
+def bench_linear(cfg, ctx, kernels, rows, notes):
+    from deepnotes.ops.linear_attention import chunk_linear_attn, torch_chunk_linear_attn
+
+    dt = _dtype(cfg.dtype)
+    fla = _fla() if cfg.peers and ctx.device.type == "cuda" else None
+    if cfg.peers and fla is None:
+        notes.append("fla (fla-core) not installed or no CUDA: the fla peer was skipped")
+    for D in cfg.head_dims:
+        H = cfg.width // D
+        for T in cfg.lengths:
+            B = max(1, cfg.tokens // T)
+            # feature-mapped (non-negative) q, k, as the mixer passes them
+            q = F.elu(torch.randn(B, H, T, D, device=ctx.device, dtype=dt)) + 1
+            k = F.elu(torch.randn(B, H, T, D, device=ctx.device, dtype=dt)) + 1
+            v = torch.randn(B, H, T, D, device=ctx.device, dtype=dt)
+            cot = torch.randn_like(v)
+            impls = {}
+            if kernels:
+                impls["ours"] = (
+                    lambda q, k, v: chunk_linear_attn(q, k, v, backend="triton")[0],
+                    (q, k, v),
+                    cot,
+                )
+            if fla is not None:
+                # fla's layout is [B, T, H, D]; transposed copies are made outside the timing
+                ft = [t.transpose(1, 2).contiguous() for t in (q, k, v)]
+                impls["fla"] = (
+                    lambda q, k, v: fla(q, k, v, normalize=True)[0],
+                    ft,
+                    cot.transpose(1, 2).contiguous(),
+                )
+            if cfg.references and T <= cfg.ref_max_T:
+                impls["reference"] = (
+                    lambda q, k, v: torch_chunk_linear_attn(q, k, v)[0],
+                    (q, k, v),
+                    cot,
+                )
+            for impl, (f, xs, c) in impls.items():
+                fwd, fb = _grad_fn(f, xs, c)
+                m = _measure(fwd, fb, ctx.device)
+                rows.append(
+                    {"op": "chunk_linear_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
+                )
+            del q, k, v, cot
+    notes.append("chunk_linear_attn: causal, normalize=True, q/k already feature-mapped (elu+1)")
+
+
+def bench_gau(cfg, ctx, kernels, rows, notes):
+    from deepnotes.ops.gau import chunk_gau, torch_chunk_gau
+
+    dt = _dtype(cfg.dtype)
+    S, E, C = cfg.gau_width, cfg.width, cfg.gau_chunk
+    D_sdpa = 128 if cfg.width % 128 == 0 and cfg.width >= 128 else cfg.width
+    for T in cfg.gau_lengths:
+        B = max(1, cfg.tokens // T)
+        x = [torch.randn(B, T, S, device=ctx.device, dtype=dt) / S**0.25 for _ in range(4)]
+        x.append(torch.randn(B, T, E, device=ctx.device, dtype=dt))
+        cot = torch.randn(B, T, E, device=ctx.device, dtype=dt)
+        impls = {}
+        if kernels:
+            impls["ours"] = lambda *a: chunk_gau(
+                *a, chunk_size=C, causal=cfg.causal, backend="triton"
+            )
+        if cfg.references and T <= cfg.ref_max_T:
+            impls["reference"] = lambda *a: torch_chunk_gau(*a, chunk_size=C, causal=cfg.causal)
+        for impl, f in impls.items():
+            fwd, fb = _grad_fn(f, x, cot)
+            m = _measure(fwd, fb, ctx.device)
+            rows.append({"op": "chunk_gau", "impl": impl, "D": S, "T": T, "B": B, "H": 1, **m})
+        del x, cot
+        if cfg.peers:
+            H = cfg.width // D_sdpa
+            q = [torch.randn(B, H, T, D_sdpa, device=ctx.device, dtype=dt) for _ in range(3)]
+            fwd, fb = _grad_fn(
+                lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=cfg.causal),
+                q,
+                torch.randn_like(q[0]),
+            )
+            m = _measure(fwd, fb, ctx.device)
+            rows.append(
+                {"op": "chunk_gau", "impl": "sdpa", "D": D_sdpa, "T": T, "B": B, "H": H, **m}
+            )
+            del q
+    notes.append(
+        f"chunk_gau: one head, S = {S}, E = {E}, chunk {C}; the 'sdpa' peer is softmax "
+        f"attention at the same width (H*D = {cfg.width}, D = {D_sdpa})"
+    )
+
+
+def _copy_bandwidth(cfg, ctx) -> float | None:
+    """Device-to-device copy GB/s (bytes read + written), the scan's yardstick."""
+    if ctx.device.type != "cuda":
+        return None
+    n = int(cfg.copy_gb * 1e9 / 2)
+    src = torch.empty(n, device=ctx.device, dtype=torch.bfloat16).normal_()
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), ctx.device)
+    return 2 * n * 2 / ms / 1e6
+
+
+def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
+    from deepnotes.ops.ssm import selective_scan, torch_selective_scan
+
+    dt = _dtype(cfg.dtype)
+    Dm, N = cfg.width, cfg.scan_state
+    copy = _copy_bandwidth(cfg, ctx)
+    if copy is not None:
+        metrics["copy_GBps"] = copy
+    for L in cfg.lengths:
+        Bt = max(1, cfg.tokens // L)
+        dev = ctx.device
+        u = torch.randn(Bt, Dm, L, device=dev, dtype=dt)
+        delta = (torch.randn(Bt, Dm, L, device=dev) * 0.5 - 1.0).to(dt)
+        A = -torch.exp(torch.randn(Dm, N, device=dev) * 0.5)
+        Bm = torch.randn(Bt, N, L, device=dev, dtype=dt)
+        Cm = torch.randn(Bt, N, L, device=dev, dtype=dt)
+        Dv = torch.randn(Dm, device=dev)
+        z = torch.randn(Bt, Dm, L, device=dev, dtype=dt)
+        bias = torch.randn(Dm, device=dev) * 0.3
+        xs = (u, delta, A, Bm, Cm, Dv, z, bias)
+        cot = torch.randn_like(u)
+        esize = u.element_size()
+        # bytes read and written once: u, delta, z in; y out; B, C in (fp32 params negligible)
+        fwd_bytes = 4 * u.numel() * esize + 2 * Bm.numel() * esize
+        # backward also reads dy and writes du, ddelta, dz (and dB, dC in fp32)
+        bwd_bytes = fwd_bytes + 4 * u.numel() * esize + 2 * Bm.numel() * 4
+        impls = {}
+        if kernels:
+            impls["ours"] = lambda *a: selective_scan(*a, delta_softplus=True, backend="triton")
+        if cfg.references and L <= cfg.ref_max_T:
+            impls["reference"] = lambda *a: torch_selective_scan(*a, delta_softplus=True)
+        for impl, f in impls.items():
+            fwd, fb = _grad_fn(f, xs, cot)
+            m = _measure(fwd, fb, dev)
+            row = {"op": "selective_scan", "impl": impl, "D": N, "T": L, "B": Bt, "H": Dm, **m}
+            row["fwd_GBps"] = fwd_bytes / m["fwd_ms"] / 1e6
+            row["fwdbwd_GBps"] = (fwd_bytes + bwd_bytes) / m["fwdbwd_ms"] / 1e6
+            if copy:
+                row["note"] = f"fwd at {100 * row['fwd_GBps'] / copy:.0f}% of copy bandwidth"
+            rows.append(row)
+        del xs, u, delta, z, Bm, Cm, cot
+    notes.append(
+        f"selective_scan: Dm = {Dm}, N = {N}, delta_softplus, D and z given; GB/s count u, "
+        "delta, z, B, C read and y written once (backward adds dy read, du/ddelta/dz written)"
+        + (f"; device copy bandwidth {copy:.0f} GB/s" if copy else "")
+    )
+
+
+def _ratios(rows: list[dict], metrics: dict) -> None:
+    """x_<peer> = peer time / our time, for rows of the same op, T (and D, except for GAU,
+    whose SDPA peer has its own head dim)."""
+
+    def key(r):
+        return (r["op"], r["T"]) if r["op"] == "chunk_gau" else (r["op"], r["T"], r["D"])
+
+    ours = {key(r): r for r in rows if r["impl"] == "ours"}
+    for r in rows:
+        o = ours.get(key(r))
+        if r["impl"] == "ours" or o is None:
+            continue
+        for phase in ("fwd", "fwdbwd"):
+            ratio = r[f"{phase}_ms"] / o[f"{phase}_ms"]
+            o[f"{phase}_x_{r['impl']}"] = ratio
+            metrics[f"{r['op']}/D{o['D']}/T{r['T']}/{phase}_x_{r['impl']}"] = ratio
+
+
+def _plot(rows, ctx):
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    fig, axes = ctx.figure(1, max(1, len(ops)), figsize=(5.5 * max(1, len(ops)), 4.5))
+    axes = [axes] if len(ops) == 1 else list(axes)
+    for ax, op in zip(axes, ops, strict=False):
+        sel = [r for r in rows if r["op"] == op]
+        for key in dict.fromkeys((r["impl"], r["D"]) for r in sel):
+            pts = sorted((r["T"], r["fwdbwd_ms"]) for r in sel if (r["impl"], r["D"]) == key)
+            ax.loglog(*zip(*pts, strict=True), marker="o", label=f"{key[0]} D={key[1]}")
+        ax.set_title(f"{op}: forward+backward")
+        ax.set_xlabel("sequence length T (B*T fixed)")
+        ax.set_ylabel("ms (median)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "kernels.png")
+
+
+@suite(
+    "kernels",
+    "Triton kernels (flash, linear attention, GAU, selective scan) vs SDPA, fla and references",
+    KernelsBenchConfig,
+    presets={
+        "smoke": {
+            "tokens": 128,
+            "width": 32,
+            "head_dims": [16],
+            "lengths": [32, 64],
+            "gau_lengths": [32, 64],
+            "gau_chunk": 16,
+            "gau_width": 16,
+            "scan_state": 4,
+            "dtype": "float32",
+            "copy_gb": 0.01,
+        },
+        "gpu": {},
+    },
+)
+def bench_kernels(cfg: KernelsBenchConfig, ctx: Context) -> Result:
+    kernels = _has_kernels(ctx.device)
+    rows: list[dict] = []
+    notes: list[str] = []
+    metrics: dict = {}
+    if not kernels:
+        notes.append(f"device {ctx.device}: Triton kernels need CUDA; PyTorch paths only")
+    valid = {"flash", "linear", "gau", "scan"}
+    bad = sorted(set(cfg.ops) - valid)
+    if bad:
+        raise ValueError(f"unknown ops {bad}; valid: {sorted(valid)}")
+    for op in ctx.progress(cfg.ops, desc="bench kernels"):
+        if op == "flash":
+            bench_flash(cfg, ctx, kernels, rows, notes)
+        elif op == "linear":
+            bench_linear(cfg, ctx, kernels, rows, notes)
+        elif op == "gau":
+            bench_gau(cfg, ctx, kernels, rows, notes)
+        else:
+            bench_scan(cfg, ctx, kernels, rows, notes, metrics)
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+    _ratios(rows, metrics)
+    _plot(rows, ctx)
+    cols = [
+        "op",
+        "impl",
+        "D",
+        "T",
+        "B",
+        "fwd_ms",
+        "fwdbwd_ms",
+        "fwd_tflops",
+        "fwdbwd_tflops",
+        "fwd_GBps",
+        "fwdbwd_x_sdpa",
+        "fwdbwd_x_fla",
+        "fwdbwd_x_reference",
+        "peak_mb",
+        "note",
+    ]
+    return Result(metrics=metrics, table=rows, columns=cols, notes=notes)
+
+
+__all__ = ["KernelsBenchConfig", "bench_kernels"]

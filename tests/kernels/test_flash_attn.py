@@ -173,3 +173,25 @@ def test_auto_uses_the_kernel_on_cuda(monkeypatch):
     assert calls, "auto did not pick the Triton kernel for bf16 CUDA inputs"
     flash_attn(*(t.float() for t in x), causal=True)
     assert len(calls) == 1, "auto must leave fp32 to PyTorch"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_softmax_mixer_uses_the_kernel_on_cuda(monkeypatch, seed):
+    """The softmax mixer's default impl runs flash_attn's kernel on CUDA and matches SDPA."""
+    import deepnotes.mixers as M
+    import deepnotes.ops.attention.triton_flash as tf
+
+    calls = []
+    real = tf.triton_flash_attn
+    monkeypatch.setattr(tf, "triton_flash_attn", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m = M.build("softmax", 256, causal=True, n_heads=4).cuda().bfloat16()
+    x = torch.randn(2, 300, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    y = m(x)
+    assert calls, "the softmax mixer did not use the Triton kernel"
+    (gx,) = torch.autograd.grad(y.float().square().sum(), [x])
+    m.impl = "sdpa"
+    y2 = m(x)
+    (gx2,) = torch.autograd.grad(y2.float().square().sum(), [x])
+    assert_close(y, y2, tol=2e-2, what="mixer output, kernel vs SDPA")
+    assert_close(gx, gx2, tol=3e-2, what="mixer input gradient, kernel vs SDPA")

@@ -2,7 +2,10 @@
 
 out = softmax(q k^T * scale + mask) v, per head, scale = 1/sqrt(K) by default (`scale=1.0`
 gives T5's unscaled attention, which relies on a compensating init of W_q; see
-`deepnotes.layers.init`). Two interchangeable paths:
+`deepnotes.layers.init`). Interchangeable paths:
+- impl="auto" (default): `deepnotes.ops.attention.flash_attn`, our FlashAttention-2 Triton
+  kernel on CUDA (fp16/bf16, head dim <= 128) and SDPA elsewhere; with a padding mask, SDPA.
+  DEEPNOTES_KERNELS=torch|triton forces either path (see `deepnotes.ops.backend`);
 - impl="math": the explicit matmul-softmax (`deepnotes.ops.attention.naive_softmax_attn`);
 - impl="sdpa": `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
   backend (FlashAttention / memory-efficient) when it can.
@@ -16,7 +19,10 @@ import torch.nn.functional as F
 
 from deepnotes.mixers import register
 from deepnotes.mixers.common import KVCache, MultiHeadMixer
+from deepnotes.ops.attention.flash import flash_attn
 from deepnotes.ops.attention.naive import attention_mask, naive_softmax_attn
+
+IMPLS = ("auto", "sdpa", "math")
 
 
 def sdpa_attn(
@@ -42,7 +48,7 @@ def sdpa_attn(
 
 @register("softmax")
 class SoftmaxAttention(MultiHeadMixer):
-    """Softmax attention. kw: n_heads, impl ("sdpa" | "math"), scale, rotary, max_len.
+    """Softmax attention. kw: n_heads, impl ("auto" | "sdpa" | "math"), scale, rotary, max_len.
 
     scale: the factor on q k^T; None = 1/sqrt(head_dim) (Vaswani et al. 2017), 1.0 = T5.
     """
@@ -56,20 +62,22 @@ class SoftmaxAttention(MultiHeadMixer):
         d_model: int,
         *,
         causal: bool,
-        impl: str = "sdpa",
+        impl: str = "auto",
         scale: float | None = None,
         **kw,
     ) -> None:
         super().__init__(d_model, causal=causal, **kw)
-        if impl not in ("sdpa", "math"):
-            raise ValueError(f"SoftmaxAttention: impl must be 'sdpa' or 'math', got {impl!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"SoftmaxAttention: impl must be one of {IMPLS}, got {impl!r}")
         if scale is not None and not scale > 0:
             raise ValueError(f"SoftmaxAttention: scale must be positive, got {scale!r}")
         self.impl = impl
         self.scale = scale
 
     def attend(self, q, k, v, key_mask):
-        if self.impl == "sdpa":
+        if self.impl == "auto" and key_mask is None:
+            return flash_attn(q, k, v, causal=self.causal, scale=self.scale)
+        if self.impl in ("auto", "sdpa"):
             return sdpa_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
         return naive_softmax_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
 

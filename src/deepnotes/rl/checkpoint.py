@@ -1,0 +1,113 @@
+"""Agent checkpoints: everything needed to resume a run exactly, written atomically.
+
+A checkpoint is one `torch.save` dict holding the networks, optimisers, step counters, the
+random-number generators (python, numpy, torch and the agent's own numpy generator), the
+vector environments themselves (pickled, so an episode in flight continues where it was),
+replay buffers and the learning curve so far. It is written through
+`deepnotes.utils.io.atomic_write`: a crash while saving leaves the previous checkpoint intact.
+
+Loading uses `torch.load(weights_only=False)` because of the pickled environments: load only
+checkpoints you wrote yourself.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepnotes.utils.io import atomic_write
+
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def env_snapshot(envs) -> bytes:
+    """Pickle the sub-environments of a `SyncVectorEnv` (their state and their RNGs)."""
+    return pickle.dumps(list(envs.envs))
+
+
+def restore_envs(envs, snapshot: bytes) -> None:
+    restored = pickle.loads(snapshot)
+    if len(restored) != len(envs.envs):
+        raise ValueError(f"checkpoint has {len(restored)} envs, the run has {len(envs.envs)}")
+    envs.envs = restored
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Atomically write `state` (plus the format version and RNG states) to `path`."""
+    full = {"format_version": FORMAT_VERSION, "rng": rng_state(), **state}
+    return atomic_write(path, lambda p: torch.save(full, p))
+
+
+def load_checkpoint(path: str | os.PathLike, algo: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; check it belongs to `algo`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unknown checkpoint format {state.get('format_version')!r}")
+    if algo is not None and state.get("algo") != algo:
+        raise ValueError(f"{path} is a {state.get('algo')!r} checkpoint, not {algo!r}")
+    return state
+
+
+def save_agent(
+    path: str | os.PathLike,
+    algo: str,
+    config: Any,
+    step: int,
+    obs: Any,
+    envs,
+    parts: dict[str, Any],
+    **extra: Any,
+) -> Path:
+    """Checkpoint a training loop: `parts` maps names to objects with `state_dict()` (networks,
+    optimisers, buffers, recorders, episode statistics); `extra` holds plain values."""
+    import dataclasses
+
+    return save_checkpoint(
+        path,
+        {
+            "algo": algo,
+            "config": dataclasses.asdict(config),
+            "step": step,
+            "obs": obs,
+            "envs": env_snapshot(envs),
+            "parts": {k: v.state_dict() for k, v in parts.items()},
+            **extra,
+        },
+    )
+
+
+def resume_agent(path: str | os.PathLike, algo: str, envs, parts: dict[str, Any]) -> dict[str, Any]:
+    """Load what `save_agent` wrote into `parts` and `envs`, restore the global RNGs last, and
+    return the checkpoint dict (for `step`, `obs` and the extras)."""
+    state = load_checkpoint(path, algo)
+    missing = sorted(set(parts) - set(state["parts"]))
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {missing}")
+    for k, v in parts.items():
+        v.load_state_dict(state["parts"][k])
+    restore_envs(envs, state["envs"])
+    set_rng_state(state["rng"])
+    return state

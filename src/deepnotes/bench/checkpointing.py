@@ -144,8 +144,9 @@ def bench_checkpointing(cfg: CheckpointingBenchConfig, ctx: Context) -> Result:
     notes = [
         "peak_mb = peak allocation during forward + backward above what was live before "
         "(weights excluded; gradients included)",
-        "CPU timings on a shared machine are noisy; memory figures are deterministic",
     ]
+    if device.type == "cpu":
+        notes.append("CPU timings on a shared machine are noisy; memory figures are not")
     return Result(
         metrics=metrics,
         table=rows,

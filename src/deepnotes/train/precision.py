@@ -60,19 +60,22 @@ class Precision:
         """Divide the gradients by the scale in place (no-op unless fp16); once per step."""
         self.scaler.unscale_(optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+    def step(self, optimizer: torch.optim.Optimizer) -> bool | torch.Tensor:
         """Optimizer step unless fp16 found inf/NaN gradients; then update the scale.
 
-        Returns whether the parameters were updated.
+        Returns whether the parameters were updated: True without loss scaling, else a
+        0-dim bool tensor on the device (reading it waits for the GPU, so a training loop
+        should only accumulate it).
         """
         if not self.scaler.is_enabled():
             optimizer.step()
             return True
-        scale_before = self.scaler.get_scale()
+        # GradScaler lowers its scale exactly when it skipped the step. `_scale` is the
+        # device tensor behind get_scale(); comparing it avoids a sync on every step.
+        before = self.scaler._scale.clone()
         self.scaler.step(optimizer)
         self.scaler.update()
-        # GradScaler lowers the scale exactly when it skipped the step.
-        return self.scaler.get_scale() >= scale_before
+        return self.scaler._scale >= before
 
     @property
     def scale(self) -> float:

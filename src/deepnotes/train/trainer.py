@@ -50,6 +50,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient L2 norm (0 = no clipping)
     grad_accum: int = 1  # micro-batches per optimizer step (same gradient as one big batch)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses a dynamic loss scale)
+    tf32: bool = True  # CUDA: fp32 matmuls on TF32 tensor cores (10-bit mantissa), as usual
     grad_checkpointing: bool = False  # recompute each block's activations in backward
     compile: bool = False  # torch.compile the model (GPU speed; slow to start on CPU)
     distributed: str = "ddp"  # ddp | fsdp, used when launched by torchrun with >1 process
@@ -109,6 +110,9 @@ class Trainer:
         self.info = dist_info()
         self.module = model  # the user's module (weights, aux_loss, checkpoints)
         self.device = next(iter(model.parameters())).device
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
         if cfg.grad_checkpointing:
             enable_gradient_checkpointing(model)
         wrapped = wrap_model(model, cfg.distributed, self.info)
@@ -132,7 +136,8 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.tokens = 0  # tokens (or examples) consumed, over all ranks
         self.elapsed = 0.0  # seconds spent in training steps (not eval or checkpoints)
-        self.skipped = 0  # optimizer steps skipped by the fp16 scaler
+        self._skipped_before = 0  # fp16 steps skipped before a resume
+        self._skipped = torch.zeros((), dtype=torch.long, device=self.device)  # and since
         self.history: list[dict[str, Any]] = []
         self.resumed_from: str | None = None
 
@@ -197,14 +202,22 @@ class Trainer:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             out["grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        if not self.precision.step(self.optimizer):
-            self.skipped += 1
+        stepped = self.precision.step(self.optimizer)
+        if isinstance(stepped, torch.Tensor):
+            self._skipped += (~stepped).long()
+        elif not stepped:
+            self._skipped += 1
         self.scheduler.step()
         self.step += 1
         self.tokens += n * self.info.world_size
         return out
 
     # ------------------------------------------------------------------ loop
+    @property
+    def skipped(self) -> int:
+        """Optimizer steps the fp16 scaler skipped (inf/NaN gradients); reading it syncs."""
+        return self._skipped_before + int(self._skipped)
+
     def _progress(self):
         from tqdm.auto import tqdm
 
@@ -257,7 +270,8 @@ class Trainer:
             precision=self.precision, data=self.train_batches,
         )  # fmt: skip
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
-        self.elapsed, self.skipped = float(state["elapsed"]), int(state["skipped"])
+        self.elapsed, self._skipped_before = float(state["elapsed"]), int(state["skipped"])
+        self._skipped.zero_()
         self.history = list(state["history"])
         self.resumed_from = state["path"]
         # The schedule follows the current config (e.g. a run extended to more steps): undo

@@ -1,0 +1,274 @@
+"""`deepnotes bench lm-mfu`: training throughput and model FLOPs utilisation (MFU) of a
+GPT-2-small-shaped softmax LM, ours against a plain baseline in the same run.
+
+- ours: `deepnotes.models.lm.LM` (softmax mixer through SDPA, no biases) trained by
+  `deepnotes.train.Trainer` (bf16 autocast, fused AdamW with parameter groups, gradient
+  clipping), with the loss function - model forward plus cross-entropy - under
+  `torch.compile`, so the head and the loss fuse into one graph.
+- baseline: `deepnotes.models.gpt_baseline`, a minimal nanoGPT-style GPT with SDPA, fused
+  AdamW and `torch.compile` of the model (biases, LayerNorm, GELU, as GPT-2).
+
+Both have the same shape (L = 12, H = 12, D = 768, Q = 64, T = 1024, vocab 50304, tied
+head) and train on the same random token batches. FLOPs per token follow the PaLM / nanoGPT
+convention 6 N + 12 L H Q T (N = parameters without the position table; the attention term
+counts the full T x T, causal or not); MFU = tokens/s * FLOPs per token / peak, with the
+H100's (and H200's) 989 TFLOP/s dense bf16 peak. Each row may also pick the SDPA backend
+(default choice, FlashAttention-2, cuDNN, memory-efficient).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from deepnotes.jobs import Context, Result, suite
+from deepnotes.models import gpt_baseline as G
+from deepnotes.models.lm import LM, LMConfig
+from deepnotes.train import TrainConfig, Trainer
+from deepnotes.utils.env import device_name
+from deepnotes.utils.io import atomic_write_json
+
+# dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+SDPA_BACKENDS = ("default", "flash", "cudnn", "efficient")
+
+
+@dataclass
+class LMMFUConfig:
+    models: list[str] = field(default_factory=lambda: ["baseline", "ours"])  # rows
+    batch_sizes: list[int] = field(default_factory=lambda: [16])  # micro-batch sizes B
+    attention: list[str] = field(default_factory=lambda: ["default"])  # SDPA backends, ours
+    n_layers: int = 12  # GPT-2 small
+    n_heads: int = 12
+    d_model: int = 768
+    seq_len: int = 1024  # T
+    vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64
+    norm: str = "layernorm"  # ours: layernorm | rmsnorm
+    bias: bool = False  # ours: biases in Linear / LayerNorm (the baseline always has them)
+    dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
+    compile: bool = True  # torch.compile (the first steps include the compile)
+    warmup: int = 5  # untimed steps (compile, autotuning, allocator warm-up)
+    steps: int = 20  # timed optimizer steps
+    peak_tflops: float | None = None  # None = from the device name (H100/H200: 989)
+
+
+def _set_sdpa_backend(name: str) -> None:
+    """Allow only the named SDPA backend on CUDA ('default' = torch's own choice)."""
+    if name not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {name!r}; valid: {', '.join(SDPA_BACKENDS)}")
+    b = torch.backends.cuda
+    default = name == "default"
+    b.enable_flash_sdp(default or name == "flash")
+    b.enable_cudnn_sdp(default or name == "cudnn")
+    b.enable_mem_efficient_sdp(default or name == "efficient")
+    b.enable_math_sdp(default)
+
+
+def flops_per_token(n_params: int, n_layers: int, n_heads: int, head_dim: int, T: int) -> int:
+    """6 N + 12 L H Q T: 6 N for the matmuls with weights (forward 2 N, backward 4 N), plus
+    the attention scores and their product with V (PaLM appendix B; nanoGPT estimate_mfu)."""
+    return 6 * n_params + 12 * n_layers * n_heads * head_dim * T
+
+
+def lm_train_loss(model: LM, batch) -> torch.Tensor:
+    """Cross-entropy (fp32) + aux loss, as `deepnotes.train.lm_loss`, without the metrics
+    dict: compiled, returning `aux.detach()` beside the loss lost the loss's grad_fn
+    (torch 2.13)."""
+    x, y = batch
+    return model.loss(x, y)
+
+
+def _batches(cfg: LMMFUConfig, B: int, device: torch.device, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    data = []
+    for _ in range(4):  # a few distinct batches, cycled
+        w = torch.randint(0, cfg.vocab_size, (B, cfg.seq_len + 1), generator=g)
+        data.append((w[:, :-1].contiguous().to(device), w[:, 1:].contiguous().to(device)))
+    return data
+
+
+def _build(kind: str, cfg: LMMFUConfig, B: int, device: torch.device, dtype_name: str):
+    """-> (step function returning the loss tensor, n_params for 6N, model)."""
+    if kind == "baseline":
+        g = G.GPTConfig(cfg.vocab_size, cfg.seq_len, cfg.n_layers, cfg.n_heads, cfg.d_model)
+        model = G.GPT(g).to(device)
+        opt = G.configure_optimizer(model)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+        step = G.make_train_step(model, opt, dtype=dtype[dtype_name], compile=cfg.compile)
+        data = itertools.cycle(_batches(cfg, B, device, 0))
+        return (lambda: step(*next(data))), model.num_params(non_embedding=True), model
+    if kind == "ours":
+        lm_cfg = LMConfig(
+            vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads, max_len=cfg.seq_len, positions="learned", norm=cfg.norm,
+            ffn="gelu", bias=cfg.bias, tie_weights=True, init="normal",
+        )  # fmt: skip
+        model = LM(lm_cfg).to(device)
+        tcfg = TrainConfig(
+            steps=10**9, lr=6e-4, warmup=0, weight_decay=0.1, grad_clip=1.0,
+            precision=dtype_name, optimizer="adamw", progress=False,
+        )  # fmt: skip
+        loss_fn = torch.compile(lm_train_loss) if cfg.compile else lm_train_loss
+        trainer = Trainer(
+            model, tcfg, itertools.cycle(_batches(cfg, B, device, 0)), loss_fn=loss_fn
+        )
+        return (lambda: trainer.train_step()["loss"]), model.num_params(non_embedding=True), model
+    raise ValueError(f"unknown model {kind!r}; valid: baseline, ours")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.device) -> dict:
+    if device.type == "cuda":
+        _set_sdpa_backend(attention)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch._dynamo.reset()  # each row compiles its own graphs
+    torch.manual_seed(0)
+    step, n_params, _model = _build(kind, cfg, B, device, cfg.dtype)
+    t0 = time.perf_counter()
+    first = step()
+    _sync(device)
+    first_step_s = time.perf_counter() - t0
+    for _ in range(max(0, cfg.warmup - 1)):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(cfg.steps):
+        last = step()
+    _sync(device)
+    secs = time.perf_counter() - t0
+    tokens_per_s = cfg.steps * B * cfg.seq_len / secs
+    fpt = flops_per_token(
+        n_params, cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads, cfg.seq_len
+    )
+    peak = cfg.peak_tflops
+    if peak is None:
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in device_name(device)), None)
+    tflops = tokens_per_s * fpt / 1e12
+    row = {
+        "model": kind,
+        "batch": B,
+        "attention": attention,
+        "shape": f"L{cfg.n_layers} H{cfg.n_heads} D{cfg.d_model} T{cfg.seq_len} V{cfg.vocab_size}",
+        "dtype": cfg.dtype,
+        "compile": cfg.compile,
+        "params_N": n_params,
+        "flops_per_token": fpt,
+        "step_ms": 1e3 * secs / cfg.steps,
+        "tokens_per_s": tokens_per_s,
+        "model_tflops": tflops,
+        "mfu": tflops / peak if peak else None,
+        "first_step_s": first_step_s,
+        "loss_first": float(first),
+        "loss_last": float(last),
+        "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else None,
+        "device": device_name(device),
+    }
+    if device.type == "cuda":
+        _set_sdpa_backend("default")
+    return row
+
+
+@suite(
+    "lm-mfu",
+    "training tokens/s and MFU of a GPT-2-small softmax LM (bf16, compiled) vs a plain "
+    "nanoGPT-style baseline",
+    LMMFUConfig,
+    presets={
+        "smoke": {
+            "n_layers": 2,
+            "n_heads": 2,
+            "d_model": 64,
+            "seq_len": 64,
+            "vocab_size": 256,
+            "batch_sizes": [2],
+            "warmup": 1,
+            "steps": 2,
+            "compile": False,
+        },
+        "gpu": {
+            "batch_sizes": [16, 32],
+            "attention": ["default", "cudnn"],
+            "warmup": 5,
+            "steps": 25,
+        },
+    },  # fmt: skip
+)
+def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
+    rows = []
+    specs = []
+    for B in cfg.batch_sizes:  # baseline and ours side by side at each batch size
+        for kind in cfg.models:
+            for attn in ["default"] if kind == "baseline" else cfg.attention:
+                specs.append((kind, B, attn))
+    for kind, B, attn in ctx.progress(specs, desc="lm-mfu"):
+        try:
+            rows.append(measure(kind, cfg, B, attn, ctx.device))
+        except torch.OutOfMemoryError:
+            rows.append({"model": kind, "batch": B, "attention": attn, "status": "out of memory"})
+            torch._dynamo.reset()
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+        ctx.log(f"lm-mfu: {rows[-1]}")
+        atomic_write_json(ctx.out / "rows_so_far.json", rows)  # survives a later crash
+    done = [r for r in rows if "tokens_per_s" in r]
+    metrics: dict = {}
+    notes = []
+    for B in cfg.batch_sizes:
+        base = next((r for r in done if r["model"] == "baseline" and r["batch"] == B), None)
+        ours = [r for r in done if r["model"] == "ours" and r["batch"] == B]
+        if base and ours:
+            best = max(ours, key=lambda r: r["tokens_per_s"])
+            metrics[f"speedup_vs_baseline_B{B}"] = best["tokens_per_s"] / base["tokens_per_s"]
+            for r in ours:
+                r["vs_baseline"] = r["tokens_per_s"] / base["tokens_per_s"]
+    if done:
+        best = max(done, key=lambda r: r["tokens_per_s"])
+        metrics["best"] = f"{best['model']} B={best['batch']} attention={best['attention']}"
+        metrics["best_tokens_per_s"] = best["tokens_per_s"]
+        metrics["best_mfu"] = best["mfu"]
+        ours_best = max(
+            (r for r in done if r["model"] == "ours"), key=lambda r: r["tokens_per_s"], default=None
+        )
+        base_best = max(
+            (r for r in done if r["model"] == "baseline"),
+            key=lambda r: r["tokens_per_s"],
+            default=None,
+        )
+        if ours_best and base_best:
+            metrics["ours_best_tokens_per_s"] = ours_best["tokens_per_s"]
+            metrics["ours_best_mfu"] = ours_best["mfu"]
+            metrics["baseline_best_tokens_per_s"] = base_best["tokens_per_s"]
+            metrics["baseline_best_mfu"] = base_best["mfu"]
+            metrics["ours_vs_best_baseline"] = ours_best["tokens_per_s"] / base_best["tokens_per_s"]
+    notes.append("random tokens: a throughput measurement, not a training run")
+    notes.append("FLOPs/token = 6N + 12 L H Q T (N without the position table)")
+    fig, ax = ctx.figure(figsize=(7, 3.6))
+    labels = [f"{r['model']} B{r['batch']} {r['attention']}" for r in done]
+    ax.barh(
+        labels,
+        [r["tokens_per_s"] / 1e3 for r in done],
+        color=["C0" if r["model"] == "ours" else "C7" for r in done],
+    )
+    for i, r in enumerate(done):
+        if r["mfu"] is not None:
+            ax.text(
+                r["tokens_per_s"] / 1e3, i, f" MFU {100 * r['mfu']:.1f}%", va="center", fontsize=8
+            )
+    ax.set(
+        xlabel="training tokens / s (thousands)",
+        title=f"GPT-2 small shape, {cfg.dtype}, T={cfg.seq_len}",
+    )
+    ctx.savefig(fig, "lm_mfu.png")
+    columns = ["model", "batch", "attention", "params_N", "step_ms", "tokens_per_s", "model_tflops",
+               "mfu", "vs_baseline", "peak_mem_gb", "first_step_s", "loss_last"]  # fmt: skip
+    return Result(metrics=metrics, table=rows, columns=columns, notes=notes)

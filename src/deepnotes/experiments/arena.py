@@ -1,0 +1,339 @@
+"""`deepnotes run arena`: which sequence mixer should I use? The same LM, one mixer at a time.
+
+Every registered mixer that can run causally (softmax, linear, performer, sliding window,
+FLASH/GAU, LSTM, GRU, the state-space mixers ...; a newly registered mixer joins
+automatically) drives the same byte-level decoder LM (`deepnotes.models.lm`) on the embedded
+corpus (the King James Bible, split by chapter), with the same width, depth, data order,
+optimizer, schedule and number of steps. Reported per mixer:
+- validation bits per byte (the loss in nats / ln 2, since one token is one byte);
+- training tokens/s, peak training memory, parameter count;
+- decoding speed in tokens/s through the mixer's `step` path (KV cache or recurrent state;
+  mixers without one recompute the whole prefix per token, and say so), and a sample.
+
+Budget: `steps` per mixer, plus a wall-clock guard `max_total_seconds`: each mixer may train
+for at most its share of the time left, so a slow (or newly added) mixer cannot push the
+run past the guard; a mixer stopped that way is marked in the table. Results are written
+atomically per mixer under OUT/mixers/ as each finishes; rerunning with the same --out and
+config reuses them, so a crash loses at most the mixer in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+import deepnotes.mixers as M
+from deepnotes.experiments.lm_common import (
+    RunResult,
+    auto_positions,
+    build_model,
+    cached_text,
+    causal_mixers,
+    plot_curves,
+    train_lm,
+)
+from deepnotes.jobs import Context, Result, experiment
+from deepnotes.models.lm import LMConfig, _accepts
+from deepnotes.train import TrainConfig
+from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.timing import peak_memory_bytes
+
+
+@dataclass
+class ArenaConfig:
+    mixers: list[str] = field(default_factory=list)  # empty = every causal-capable mixer
+    exclude: list[str] = field(default_factory=list)  # mixers to leave out
+    corpus: str = "kjv"  # 'kjv' (embedded), 'stdlib', or a UTF-8 file / directory path
+    d_model: int = 64  # LM width: small enough for 2 CPU cores
+    n_layers: int = 2  # LM depth
+    n_heads: int | None = 2  # heads, for mixers that take n_heads (None = mixer default)
+    seq_len: int = 128  # training window (bytes)
+    batch_size: int = 16  # sequences per step
+    steps: int = 250  # optimizer steps per mixer (the equal budget)
+    lr: float = 3e-3  # AdamW peak lr (small model)
+    warmup: int = 25  # warm-up steps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (bf16 on GPU)
+    eval_every: int = 50  # steps between validation evaluations
+    eval_batches: int = 8  # validation batches per evaluation (final one included)
+    gen_tokens: int = 48  # tokens decoded for the speed measurement and the sample
+    prompt: str = "And God said"  # decoding prompt
+    temperature: float = 0.8  # sampling temperature of the sample
+    top_k: int | None = 20  # sample from the 20 most likely bytes
+    measure_memory: bool = True  # peak memory of one training step (CPU: profiler trace)
+    max_total_seconds: float = 270.0  # wall-clock guard for all mixers' training together
+    threads: int = 1  # CPU threads (1 is fastest on a shared 2-core machine); 0 = torch's
+    resume: bool = True  # reuse finished mixers' results in OUT/mixers/ (same config)
+    strict: bool = False  # re-raise a mixer's failure instead of recording it in the table
+    max_docs: int | None = None  # first documents of the corpus only (quick runs)
+
+
+# fields that do not change a mixer's result (so resuming ignores them)
+_NOT_RESULT = ("mixers", "exclude", "max_total_seconds", "resume", "strict")
+
+
+def select_mixers(cfg: ArenaConfig) -> list[str]:
+    """The requested mixers, or every causal-capable registered one, minus `exclude`."""
+    names = cfg.mixers or causal_mixers()
+    for n in [*names, *cfg.exclude]:
+        M.get(n)  # unknown names: ValueError listing the valid ones
+    bad = [n for n in names if not M.get(n).supports_causal]
+    if bad:
+        raise ValueError(f"mixers {bad} cannot run causally, so cannot drive a decoder LM")
+    return [n for n in names if n not in cfg.exclude]
+
+
+def lm_config(cfg: ArenaConfig, mixer: str, vocab: int) -> LMConfig:
+    n_heads = cfg.n_heads if _accepts(M.get(mixer), "n_heads") else None
+    return LMConfig(
+        vocab_size=vocab, d_model=cfg.d_model, n_layers=cfg.n_layers,
+        max_len=max(cfg.seq_len, len(cfg.prompt.encode()) + cfg.gen_tokens),
+        mixer=mixer, n_heads=n_heads, positions=auto_positions(mixer), norm="rmsnorm",
+        ffn="swiglu",
+    )  # fmt: skip
+
+
+def fingerprint(cfg: ArenaConfig, mixer: str, device: torch.device, seed: int) -> str:
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_RESULT}
+    d.update(mixer=mixer, device=device.type, seed=seed)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def decode(
+    model, prompt: torch.Tensor, n: int, *, temperature: float, top_k: int | None, seed: int
+):
+    """Sample n tokens after prompt [1, T0] through LM.step (or full recompute without it).
+
+    Returns (tokens [n], seconds spent on the n new tokens, path name).
+    """
+    model.eval()
+    gen = torch.Generator(device=prompt.device).manual_seed(seed)
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float() / temperature
+        if top_k is not None:
+            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
+
+    sync = torch.cuda.synchronize if prompt.device.type == "cuda" else (lambda: None)
+    out = []
+    if model.supports_step:
+        state = model.init_state(1)
+        for t in range(prompt.shape[1]):
+            logits, state = model.step(prompt[:, t], state)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            tok = sample(logits)
+            out.append(tok)
+            logits, state = model.step(tok, state)
+        sync()
+        return torch.cat(out), time.perf_counter() - t0, "step"
+    seq = prompt
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        tok = sample(model(seq)[:, -1])
+        out.append(tok)
+        seq = torch.cat([seq, tok[:, None]], dim=1)
+    sync()
+    return torch.cat(out), time.perf_counter() - t0, "recompute"
+
+
+def train_peak_memory(model, data, cfg: ArenaConfig, device: torch.device) -> int:
+    x, y = next(data.train_batches(cfg.batch_size, cfg.seq_len, seed=1, device=device))
+    model.train()
+
+    def step():
+        model.loss(x, y).backward()
+
+    peak = peak_memory_bytes(step, device)
+    model.zero_grad(set_to_none=True)
+    return peak
+
+
+def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
+    """Train, evaluate and decode one mixer; returns its record (row + history)."""
+    lm_cfg = lm_config(cfg, name, data.vocab_size)
+    model = build_model(lm_cfg, ctx.device, ctx.seed)
+    tcfg = TrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
+        warmup=cfg.warmup, precision=cfg.precision, seed=ctx.seed, progress=False,
+    )  # fmt: skip
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+    r: RunResult = train_lm(
+        model, data, tcfg, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
+        max_seconds=max_seconds, log_every=1 if ctx.device.type == "cpu" else 10, bar=bar,
+    )  # fmt: skip
+    if cfg.measure_memory:
+        peak = train_peak_memory(model, data, cfg, ctx.device)
+    else:
+        peak = None
+    prompt = torch.tensor([list(cfg.prompt.encode())], device=ctx.device)
+    toks, secs, path = decode(
+        model, prompt, cfg.gen_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+        seed=ctx.seed,
+    )  # fmt: skip
+    sample = bytes(toks.tolist()).decode("utf-8", errors="replace")
+    status = "ok" if not r.stopped_early else f"time cap at step {r.steps}"
+    if any(h.get("diverged") for h in r.history):
+        status = "diverged"
+    row = {
+        "mixer": name,
+        "val_bpb": r.final.get("val_bpb"),
+        "val_loss": r.final.get("val_loss"),
+        "params": model.num_params(),
+        "train_tok_s": round(r.tokens_per_s),
+        "peak_mem_mb": None if peak is None else round(peak / 2**20, 1),
+        "gen_tok_s": round(cfg.gen_tokens / secs, 1) if secs > 0 else None,
+        "gen_path": path,
+        "steps": r.steps,
+        "train_s": round(r.train_seconds, 1),
+        "status": status,
+    }
+    return {"row": row, "history": r.history, "sample": sample}
+
+
+def _row_failed(name: str, err: BaseException) -> dict:
+    msg = f"failed: {type(err).__name__}: {err}"
+    return {"row": {"mixer": name, "status": msg[:120]}, "history": [], "sample": ""}
+
+
+@experiment(
+    "arena",
+    "the same byte-level LM trained with every causal mixer: bits/byte, speed, memory, samples",
+    ArenaConfig,
+    presets={
+        "smoke": {
+            "d_model": 16,
+            "n_layers": 1,
+            "seq_len": 16,
+            "batch_size": 2,
+            "steps": 2,
+            "warmup": 1,
+            "eval_every": 2,
+            "eval_batches": 1,
+            "gen_tokens": 4,
+            "measure_memory": False,
+            "strict": True,
+            "max_docs": 40,
+        },
+        "gpu": {
+            "d_model": 384,
+            "n_layers": 4,
+            "n_heads": 6,
+            "seq_len": 256,
+            "batch_size": 32,
+            "steps": 600,
+            "lr": 1.5e-3,
+            "warmup": 60,
+            "precision": "bf16",
+            "eval_every": 100,
+            "eval_batches": 20,
+            "gen_tokens": 128,
+            "max_total_seconds": 330.0,
+        },
+    },
+)
+def run(cfg: ArenaConfig, ctx: Context) -> Result:
+    names = select_mixers(cfg)
+    old_threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        records = _run_all(cfg, ctx, names)
+    finally:
+        torch.set_num_threads(old_threads)
+    return _report(cfg, ctx, records)
+
+
+def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict]:
+    data = cached_text(cfg.corpus, cfg.max_docs)
+    out_dir = ctx.out / "mixers"
+    records: dict[str, dict] = {}
+    start = time.perf_counter()
+    overhead = []  # seconds per mixer spent outside training (eval, memory, decoding)
+    bar = ctx.progress(total=len(names) * cfg.steps, desc="arena")
+    for i, name in enumerate(names):
+        fp = fingerprint(cfg, name, ctx.device, ctx.seed)
+        path = out_dir / f"{name}.json"
+        if cfg.resume and path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("fingerprint") == fp:
+                records[name] = saved
+                bar.update(cfg.steps)
+                ctx.log(f"arena: reusing {path}")
+                continue
+        left = cfg.max_total_seconds - (time.perf_counter() - start)
+        per = sum(overhead) / len(overhead) if overhead else 0.0
+        cap = max(1.0, left / (len(names) - i) - per)
+        bar.set_description(f"arena: {name}")
+        t0 = time.perf_counter()
+        try:
+            rec = run_mixer(name, cfg, data, ctx, cap, bar)
+        except Exception as err:  # noqa: BLE001 - one broken mixer must not sink the rest
+            if cfg.strict:
+                raise
+            ctx.log(f"arena: {name} failed:\n{traceback.format_exc(limit=4)}")
+            rec = _row_failed(name, err)
+        overhead.append(max(0.0, time.perf_counter() - t0 - rec["row"].get("train_s", 0.0)))
+        rec["fingerprint"] = fp
+        atomic_write_json(path, rec)  # a crash later loses nothing finished
+        records[name] = rec
+        bar.update(max(0, cfg.steps - rec["row"].get("steps", cfg.steps)))
+    bar.close()
+    return records
+
+
+def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict]) -> Result:
+    ok = {n: r for n, r in records.items() if "val_bpb" in r["row"]}
+    rows = sorted(ok.values(), key=lambda r: r["row"]["val_bpb"])
+    table = []
+    for rank, r in enumerate(rows, 1):
+        table.append({"rank": rank, **r["row"]})
+    table += [r["row"] for n, r in records.items() if n not in ok]
+    runs = {n: RunResult(history=r["history"]) for n, r in records.items() if r["history"]}
+    if runs:
+        plot_curves(ctx, runs, "loss_vs_step.png", "mixer arena: byte-level LM on KJV")
+        plot_curves(ctx, runs, "loss_vs_time.png", "mixer arena: loss vs training time", x="time")
+        fig, ax = ctx.figure(figsize=(6.5, 4.2))
+        for i, r in enumerate(rows):
+            row = r["row"]
+            ax.scatter(row["train_tok_s"], row["val_bpb"], color=f"C{i % 10}")
+            ax.annotate(row["mixer"], (row["train_tok_s"], row["val_bpb"]), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.set(xscale="log", xlabel="training tokens / s (log)", ylabel="validation bits / byte",
+               title="quality vs speed (lower left is better)")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ctx.savefig(fig, "bpb_vs_speed.png")
+    else:  # every mixer failed: still leave a picture saying so
+        fig, ax = ctx.figure(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no mixer finished", ha="center")
+        ctx.savefig(fig, "loss_vs_step.png")
+    notes = [
+        f"equal budget: {cfg.steps} steps x {cfg.batch_size} x {cfg.seq_len} bytes per mixer, "
+        f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.precision}; speeds are "
+        f"wall-clock on {ctx.device.type}"
+        + (" (shared cores: noisy)" if ctx.device.type == "cpu" else ""),
+    ]
+    for n, r in records.items():
+        if r["sample"]:
+            notes.append(f"sample {n}: {json.dumps(cfg.prompt + r['sample'])[:150]}")
+    metrics = {f"val_bpb[{r['row']['mixer']}]": r["row"]["val_bpb"] for r in rows}
+    metrics["mixers"] = len(records)
+    metrics["failed"] = len(records) - len(ok)
+    if rows:
+        metrics["best"] = rows[0]["row"]["mixer"]
+    columns = [
+        "rank", "mixer", "val_bpb", "params", "train_tok_s", "peak_mem_mb", "gen_tok_s",
+        "gen_path", "steps", "status",
+    ]  # fmt: skip
+    return Result(metrics=metrics, table=table, columns=columns, notes=notes)

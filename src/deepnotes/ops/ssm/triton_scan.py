@@ -40,7 +40,7 @@ import triton.language as tl
 from deepnotes.ops.backend import interpreting
 from deepnotes.ops.triton_utils import pow2
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
 
 # (BD channels, BL steps) per program, chosen on an H100 (docs/kernels.md); small tiles
 # under the interpreter so the CPU tests cross several chunks and channel blocks.

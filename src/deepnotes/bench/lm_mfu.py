@@ -12,8 +12,10 @@ Both have the same shape (L = 12, H = 12, D = 768, Q = 64, T = 1024, vocab 50304
 head) and train on the same random token batches. FLOPs per token follow the PaLM / nanoGPT
 convention 6 N + 12 L H Q T (N = parameters without the position table; the attention term
 counts the full T x T, causal or not); MFU = tokens/s * FLOPs per token / peak, with the
-H100's (and H200's) 989 TFLOP/s dense bf16 peak. Each row may also pick the SDPA backend
-(default choice, FlashAttention-2, cuDNN, memory-efficient).
+H100's (and H200's) 989 TFLOP/s dense bf16 peak. Rows for ours may pick the attention
+path: SDPA with torch's own backend choice ("sdpa"), SDPA forced to one backend ("flash",
+"cudnn", "efficient"), or our FlashAttention-2 Triton kernel ("triton"). The baseline uses
+"sdpa".
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ from deepnotes.utils.io import atomic_write_json
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 SDPA_BACKENDS = ("default", "flash", "cudnn", "efficient")
+# attention choices for ours: torch's SDPA (its own backend choice, or one forced backend),
+# or "triton" = the softmax mixer's impl="auto", our FlashAttention-2 Triton kernel on CUDA
+ATTENTION = ("sdpa", "flash", "cudnn", "efficient", "triton")
 
 
 @dataclass
 class LMMFUConfig:
     models: list[str] = field(default_factory=lambda: ["baseline", "ours"])  # rows
     batch_sizes: list[int] = field(default_factory=lambda: [16])  # micro-batch sizes B
-    attention: list[str] = field(default_factory=lambda: ["default"])  # SDPA backends, ours
+    attention: list[str] = field(default_factory=lambda: ["sdpa"])  # ours: see ATTENTION
     n_layers: int = 12  # GPT-2 small
     n_heads: int = 12
     d_model: int = 768
@@ -90,7 +95,7 @@ def _batches(cfg: LMMFUConfig, B: int, device: torch.device, seed: int):
     return data
 
 
-def _build(kind: str, cfg: LMMFUConfig, B: int, device: torch.device, dtype_name: str):
+def _build(kind: str, cfg: LMMFUConfig, B: int, device, dtype_name: str, attention: str):
     """-> (step function returning the loss tensor, n_params for 6N, model)."""
     if kind == "baseline":
         g = G.GPTConfig(cfg.vocab_size, cfg.seq_len, cfg.n_layers, cfg.n_heads, cfg.d_model)
@@ -105,6 +110,7 @@ def _build(kind: str, cfg: LMMFUConfig, B: int, device: torch.device, dtype_name
             vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
             n_heads=cfg.n_heads, max_len=cfg.seq_len, positions="learned", norm=cfg.norm,
             ffn="gelu", bias=cfg.bias, tie_weights=True, init="normal",
+            mixer_kwargs={"impl": "auto" if attention == "triton" else "sdpa"},
         )  # fmt: skip
         model = LM(lm_cfg).to(device)
         tcfg = TrainConfig(
@@ -125,13 +131,15 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.device) -> dict:
+    if attention not in ATTENTION:
+        raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTION)}")
     if device.type == "cuda":
-        _set_sdpa_backend(attention)
+        _set_sdpa_backend("default" if attention in ("sdpa", "triton") else attention)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     torch._dynamo.reset()  # each row compiles its own graphs
     torch.manual_seed(0)
-    step, n_params, _model = _build(kind, cfg, B, device, cfg.dtype)
+    step, n_params, _model = _build(kind, cfg, B, device, cfg.dtype, attention)
     t0 = time.perf_counter()
     first = step()
     _sync(device)
@@ -197,7 +205,7 @@ def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.d
         },
         "gpu": {
             "batch_sizes": [16, 32],
-            "attention": ["default", "cudnn"],
+            "attention": ["sdpa", "triton", "cudnn"],
             "warmup": 5,
             "steps": 25,
         },
@@ -208,7 +216,7 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     specs = []
     for B in cfg.batch_sizes:  # baseline and ours side by side at each batch size
         for kind in cfg.models:
-            for attn in ["default"] if kind == "baseline" else cfg.attention:
+            for attn in ["sdpa"] if kind == "baseline" else cfg.attention:
                 specs.append((kind, B, attn))
     for kind, B, attn in ctx.progress(specs, desc="lm-mfu"):
         try:

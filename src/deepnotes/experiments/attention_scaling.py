@@ -47,8 +47,8 @@ class AttentionScalingConfig:
     keys: int = 256  # keys per softmax row for the entropy at init
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # training runs
     corpus: str = "kjv"  # byte-level text (DESIGN.md: offline corpora)
-    d_model: int = 256  # LM width
-    n_heads: int = 2  # head dim 128: large enough for the unscaled logits to saturate
+    d_model: int = 128  # LM width
+    n_heads: int = 1  # head dim 128: large enough for the unscaled logits to saturate
     n_layers: int = 2  # LM depth
     seq_len: int = 128  # training window
     batch_size: int = 16  # sequences per step

@@ -8,7 +8,8 @@ optimizer, schedule and number of steps. Reported per mixer:
 - validation bits per byte (the loss in nats / ln 2, since one token is one byte);
 - training tokens/s, peak training memory, parameter count;
 - decoding speed in tokens/s through the mixer's `step` path (KV cache or recurrent state;
-  mixers without one recompute the whole prefix per token, and say so), and a sample.
+  mixers without one recompute the whole prefix per token, and say so), and a sample, both
+  from `deepnotes.generate.generate` (prefill of the short prompt included).
 
 Budget: `steps` per mixer, plus a wall-clock guard `max_total_seconds`: each mixer may train
 for at most its share of the time left, so a slow (or newly added) mixer cannot push the
@@ -38,6 +39,7 @@ from deepnotes.experiments.lm_common import (
     plot_curves,
     train_lm,
 )
+from deepnotes.generate import generate
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import LMConfig, _accepts
 from deepnotes.train import TrainConfig
@@ -104,47 +106,26 @@ def fingerprint(cfg: ArenaConfig, mixer: str, device: torch.device, seed: int) -
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def decode(
-    model, prompt: torch.Tensor, n: int, *, temperature: float, top_k: int | None, seed: int
-):
-    """Sample n tokens after prompt [1, T0] through LM.step (or full recompute without it).
+def decode(model, prompt: torch.Tensor, cfg: ArenaConfig, seed: int):
+    """Sample cfg.gen_tokens after prompt [1, T0] with `deepnotes.generate.generate`.
 
-    Returns (tokens [n], seconds spent on the n new tokens, path name).
+    Returns (new tokens [n], seconds for prefill + n tokens, path): "step" through the KV
+    cache / recurrent state, or "recompute" (the whole prefix per token) for a model that
+    cannot step.
     """
-    model.eval()
     gen = torch.Generator(device=prompt.device).manual_seed(seed)
-
-    def sample(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float() / temperature
-        if top_k is not None:
-            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
-
     sync = torch.cuda.synchronize if prompt.device.type == "cuda" else (lambda: None)
-    out = []
-    if model.supports_step:
-        state = model.init_state(1)
-        for t in range(prompt.shape[1]):
-            logits, state = model.step(prompt[:, t], state)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            tok = sample(logits)
-            out.append(tok)
-            logits, state = model.step(tok, state)
-        sync()
-        return torch.cat(out), time.perf_counter() - t0, "step"
-    seq = prompt
+    limit = model.cfg.max_len if model.cfg.positions in ("learned", "sinusoidal") else None
+    fits = limit is None or prompt.shape[1] + cfg.gen_tokens <= limit
+    path = "step" if model.supports_step and fits else "recompute"
     sync()
     t0 = time.perf_counter()
-    for _ in range(n):
-        tok = sample(model(seq)[:, -1])
-        out.append(tok)
-        seq = torch.cat([seq, tok[:, None]], dim=1)
+    out = generate(
+        model, prompt, cfg.gen_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+        generator=gen,
+    )  # fmt: skip
     sync()
-    return torch.cat(out), time.perf_counter() - t0, "recompute"
+    return out[0, prompt.shape[1] :], time.perf_counter() - t0, path
 
 
 def train_peak_memory(model, data, cfg: ArenaConfig, device: torch.device) -> int:
@@ -178,10 +159,7 @@ def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
     else:
         peak = None
     prompt = torch.tensor([list(cfg.prompt.encode())], device=ctx.device)
-    toks, secs, path = decode(
-        model, prompt, cfg.gen_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-        seed=ctx.seed,
-    )  # fmt: skip
+    toks, secs, path = decode(model, prompt, cfg, ctx.seed)
     sample = bytes(toks.tolist()).decode("utf-8", errors="replace")
     status = "ok" if not r.stopped_early else f"time cap at step {r.steps}"
     if any(h.get("diverged") for h in r.history):
@@ -326,7 +304,8 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict]) -> Result:
     ]
     for n, r in records.items():
         if r["sample"]:
-            notes.append(f"sample {n}: {json.dumps(cfg.prompt + r['sample'])[:150]}")
+            text = json.dumps(cfg.prompt + r["sample"], ensure_ascii=False)
+            notes.append(f"sample {n}: {text[:150]}")
     metrics = {f"val_bpb[{r['row']['mixer']}]": r["row"]["val_bpb"] for r in rows}
     metrics["mixers"] = len(records)
     metrics["failed"] = len(records) - len(ok)

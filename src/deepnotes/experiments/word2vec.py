@@ -1,0 +1,226 @@
+"""`deepnotes run word2vec`: skip-gram and CBOW on the KJV, beside gensim in the same run.
+
+Both train on the same tokenised sentences (`deepnotes.nlp.tokenize`) with matched settings
+(dimension, window, min_count, subsampling, negatives, ns_exponent 0.75, learning rate and
+its linear decay, epochs). Both sets of vectors go through the same evaluation
+(`deepnotes.nlp.word2vec.evaluate`, which reproduces gensim's own evaluators): Spearman rho
+on WordSim-353 and SimLex-999, 3CosAdd accuracy on questions-words, each with its coverage
+(the KJV's vocabulary reaches few modern test words), words per second, and nearest
+neighbours. words/s = corpus words known to the vocabulary x epochs / training seconds
+(vocabulary building excluded) for both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deepnotes.jobs import Context, Result, experiment
+from deepnotes.nlp.tokenize import corpus_sentences
+from deepnotes.nlp.word2vec import (
+    Word2Vec,
+    analogy_accuracy,
+    gensim_datapath,
+    nearest,
+    word_similarity,
+)
+
+
+@dataclass
+class Word2VecConfig:
+    corpus: str = "kjv"  # load_corpus name or text path; KJV: 934k tokens, 30k sentences
+    max_tokens: int | None = None  # None: the whole corpus
+    archs: list[str] = field(default_factory=lambda: ["skipgram", "cbow"])
+    dim: int = 100  # gensim's default vector_size
+    window: int = 5  # gensim's default
+    min_count: int = 5  # gensim's default; KJV keeps about 6k words
+    sample: float = 1e-3  # subsampling threshold (gensim's default)
+    negative: int = 5  # negatives per example (gensim's default)
+    lr: float = 0.025  # gensim's default alpha for both architectures
+    epochs: int = 5  # gensim's default
+    batch_size: int = 1024  # examples per SGD step (gensim updates one at a time)
+    impl: str = "manual"  # "manual" (written-out gradient) or "autograd" (sparse grads)
+    threads: int = 1  # torch threads for ours: small ops, a shared 2-core machine
+    gensim: bool = True  # train the peer in the same run
+    gensim_workers: int = 2  # gensim's worker threads (its C/Cython loop scales with them)
+    neighbours: list[str] = field(
+        default_factory=lambda: ["god", "king", "david", "water", "love", "jerusalem"]
+    )
+
+
+def _evaluate(words, vectors) -> dict:
+    ws = word_similarity(words, vectors, gensim_datapath("wordsim353.tsv"))
+    sl = word_similarity(words, vectors, gensim_datapath("simlex999.txt"))
+    an = analogy_accuracy(words, vectors, gensim_datapath("questions-words.txt"))
+    return {
+        "wordsim353_rho": ws.spearman,
+        "wordsim353_pairs": ws.pairs,
+        "simlex999_rho": sl.spearman,
+        "simlex999_pairs": sl.pairs,
+        "analogy_acc": an.accuracy,
+        "analogy_covered": an.covered,
+        "analogy_coverage": an.coverage,
+    }
+
+
+def _gensim(cfg: Word2VecConfig, arch: str, sentences, seed: int):
+    from gensim.models import Word2Vec as GensimWord2Vec
+
+    model = GensimWord2Vec(
+        vector_size=cfg.dim,
+        window=cfg.window,
+        min_count=cfg.min_count,
+        sample=cfg.sample,
+        negative=cfg.negative,
+        ns_exponent=0.75,
+        alpha=cfg.lr,
+        min_alpha=cfg.lr * 1e-4,
+        sg=1 if arch == "skipgram" else 0,
+        cbow_mean=1,
+        hs=0,
+        workers=cfg.gensim_workers,
+        seed=seed,
+        epochs=cfg.epochs,
+    )
+    model.build_vocab(sentences)
+    t0 = time.perf_counter()
+    model.train(sentences, total_examples=model.corpus_count, epochs=cfg.epochs)
+    seconds = time.perf_counter() - t0
+    known = sum(int(model.wv.get_vecattr(w, "count")) for w in model.wv.index_to_key)
+    return model.wv.index_to_key, model.wv.vectors, seconds, known * cfg.epochs
+
+
+def _rho_se(n: int) -> float:
+    """Approximate standard error of Spearman's rho over n pairs (Fisher z: 1.03/sqrt(n-3))."""
+    return 1.03 / math.sqrt(n - 3) if n > 3 else float("nan")
+
+
+@experiment(
+    "word2vec",
+    "skip-gram / CBOW with negative sampling on the KJV vs gensim: similarity, analogies, words/s",
+    Word2VecConfig,
+    presets={
+        "smoke": {
+            "max_tokens": 20_000,
+            "epochs": 1,
+            "dim": 16,
+            "min_count": 2,
+            "archs": ["skipgram", "cbow"],
+            "neighbours": ["god"],
+        },
+        "gpu": {"batch_size": 4096, "threads": 4},
+    },
+)
+def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
+    sentences = corpus_sentences(cfg.corpus, cfg.max_tokens)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    rows, metrics, notes, losses = [], {}, [], {}
+    try:
+        for arch in cfg.archs:
+            ours = Word2Vec(
+                arch,
+                dim=cfg.dim,
+                window=cfg.window,
+                min_count=cfg.min_count,
+                sample=cfg.sample,
+                negative=cfg.negative,
+                lr=cfg.lr,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                impl=cfg.impl,
+                device=ctx.device,
+                seed=ctx.seed,
+            )
+            stats = ours.fit(sentences, progress=ctx.progress)
+            losses[arch] = stats.losses
+            runs = [("deepnotes", ours.vocab.words, ours.vectors, stats.seconds, stats.words)]
+            if cfg.gensim:
+                ctx.log(f"gensim {arch} ...")
+                runs.append(("gensim", *_gensim(cfg, arch, sentences, ctx.seed)))
+            for impl, words, vectors, seconds, n_words in runs:
+                row = {
+                    "arch": arch,
+                    "impl": impl,
+                    "vocab": len(words),
+                    "train_s": seconds,
+                    "words_per_s": n_words / seconds,
+                    **_evaluate(words, vectors),
+                }
+                rows.append(row)
+                for w in cfg.neighbours:
+                    metrics[f"{arch}/{impl}/neighbours/{w}"] = nearest(words, vectors, w, 5)
+            if cfg.gensim:
+                a, b = rows[-2], rows[-1]
+                for k in ("wordsim353_rho", "simlex999_rho", "analogy_acc"):
+                    metrics[f"{arch}/{k}/deepnotes"] = a[k]
+                    metrics[f"{arch}/{k}/gensim"] = b[k]
+                    metrics[f"{arch}/{k}/diff"] = a[k] - b[k]
+                for k in ("wordsim353_rho", "simlex999_rho"):
+                    metrics[f"{arch}/{k}/within_0.05"] = abs(a[k] - b[k]) <= 0.05
+                metrics[f"{arch}/words_per_s/deepnotes"] = a["words_per_s"]
+                metrics[f"{arch}/words_per_s/gensim"] = b["words_per_s"]
+    finally:
+        torch.set_num_threads(old_threads)
+    r0 = rows[0]
+    notes.append(
+        f"coverage: WordSim-353 {r0['wordsim353_pairs']}/353 pairs, SimLex-999 "
+        f"{r0['simlex999_pairs']}/999, analogies {r0['analogy_covered']}/19544 questions; "
+        f"rho's standard error at these sizes is about {_rho_se(r0['wordsim353_pairs']):.2f} "
+        f"(WordSim) and {_rho_se(r0['simlex999_pairs']):.2f} (SimLex), so differences below "
+        "that are noise"
+    )
+    notes.append(
+        f"ours: PyTorch, impl={cfg.impl}, {cfg.threads} thread(s), batch {cfg.batch_size}, "
+        f"device {ctx.device}; gensim: optimised C/Cython, {cfg.gensim_workers} workers, one "
+        "example per update. Shared 2-core machine: words/s are noisy."
+    )
+    for arch in cfg.archs:
+        for w in cfg.neighbours:
+            pair = [
+                metrics.get(f"{arch}/{impl}/neighbours/{w}") for impl in ("deepnotes", "gensim")
+            ]
+            notes.append(f"{arch} {w}: ours {pair[0]} | gensim {pair[1]}")
+    _plot(rows, losses, ctx)
+    return Result(
+        metrics=metrics,
+        table=rows,
+        columns=[
+            "arch",
+            "impl",
+            "vocab",
+            "train_s",
+            "words_per_s",
+            "wordsim353_rho",
+            "simlex999_rho",
+            "analogy_acc",
+            "analogy_covered",
+        ],
+        notes=notes,
+    )
+
+
+def _plot(rows, losses, ctx: Context) -> None:
+    fig, (ax, ax2, ax3) = ctx.figure(1, 3, figsize=(15, 4))
+    labels = [f"{r['arch']}\n{r['impl']}" for r in rows]
+    x = np.arange(len(rows))
+    for off, key in ((-0.25, "wordsim353_rho"), (0.0, "simlex999_rho"), (0.25, "analogy_acc")):
+        ax.bar(x + off, [r[key] for r in rows], width=0.25, label=key)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_title("quality (KJV vocabulary; see coverage)")
+    ax.legend(fontsize=8)
+    ax2.bar(x, [r["words_per_s"] for r in rows])
+    ax2.set_xticks(x, labels, fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_title("training words / s (log)")
+    for arch, ls in losses.items():
+        ax3.plot(range(1, len(ls) + 1), ls, marker="o", label=f"ours {arch}")
+    ax3.set_xlabel("epoch")
+    ax3.set_ylabel("mean loss per example")
+    ax3.legend()
+    ctx.savefig(fig, "word2vec.png")

@@ -1,0 +1,21 @@
+"""Word vectors: skip-gram / CBOW with negative sampling (PyTorch) and their evaluation."""
+
+from deepnotes.nlp.word2vec.data import W2VVocab
+from deepnotes.nlp.word2vec.evaluate import (
+    analogy_accuracy,
+    gensim_datapath,
+    nearest,
+    word_similarity,
+)
+from deepnotes.nlp.word2vec.model import SGNS, TrainStats, Word2Vec
+
+__all__ = [
+    "SGNS",
+    "TrainStats",
+    "W2VVocab",
+    "Word2Vec",
+    "analogy_accuracy",
+    "gensim_datapath",
+    "nearest",
+    "word_similarity",
+]

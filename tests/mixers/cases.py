@@ -11,6 +11,7 @@ KWARGS: dict[str, dict] = {
     # so that the state passing between chunks is exercised.
     "s4d": {"d_state": 8, "chunk_size": 16},
     "s4": {"d_state": 8, "chunk_size": 16},
+    "mamba": {"d_state": 4},
     "linear": {"n_heads": 4, "chunk_size": 16},
     "performer": {"n_heads": 4, "n_features": 24, "chunk_size": 16},
     "linformer": {"n_heads": 4, "max_len": 128, "k": 16},
@@ -25,4 +26,5 @@ KWARGS: dict[str, dict] = {
 GRADCHECK_KWARGS: dict[str, dict] = {
     "s4d": {"d_state": 2, "chunk_size": 4},
     "s4": {"d_state": 2, "chunk_size": 4},
+    "mamba": {"d_state": 2, "expand": 1},
 }

@@ -46,6 +46,10 @@ class LMMFUConfig:
     models: list[str] = field(default_factory=lambda: ["baseline", "ours"])  # rows
     batch_sizes: list[int] = field(default_factory=lambda: [16])  # micro-batch sizes B
     attention: list[str] = field(default_factory=lambda: ["sdpa"])  # ours: see ATTENTION
+    # explicit rows "model:batch:attention[+tuned]" (e.g. "ours:32:cudnn+tuned"), run in
+    # this order; empty = every model x batch size x attention. "+tuned" turns on inductor's
+    # coordinate-descent tuning of its generated kernels for that row.
+    rows: list[str] = field(default_factory=list)
     n_layers: int = 12  # GPT-2 small
     n_heads: int = 12
     d_model: int = 768
@@ -130,7 +134,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.device) -> dict:
+def parse_row(spec: str) -> tuple[str, int, str, bool]:
+    """'ours:32:cudnn+tuned' -> ('ours', 32, 'cudnn', True)."""
+    try:
+        kind, b, attn = spec.split(":")
+        B = int(b)
+    except ValueError:
+        raise ValueError(f"row {spec!r} is not 'model:batch:attention[+tuned]'") from None
+    tuned = attn.endswith("+tuned")
+    return kind, B, attn.removesuffix("+tuned"), tuned
+
+
+def measure(
+    kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.device, tuned: bool = False
+) -> dict:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.coordinate_descent_tuning = tuned
     if attention not in ATTENTION:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTION)}")
     if device.type == "cuda":
@@ -163,7 +183,7 @@ def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.d
     row = {
         "model": kind,
         "batch": B,
-        "attention": attention,
+        "attention": attention + ("+tuned" if tuned else ""),
         "shape": f"L{cfg.n_layers} H{cfg.n_heads} D{cfg.d_model} T{cfg.seq_len} V{cfg.vocab_size}",
         "dtype": cfg.dtype,
         "compile": cfg.compile,
@@ -180,9 +200,11 @@ def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.d
         if device.type == "cuda"
         else None,
         "device": device_name(device),
+        "status": "ok",
     }
     if device.type == "cuda":
         _set_sdpa_backend("default")
+    inductor_config.coordinate_descent_tuning = False
     return row
 
 
@@ -213,25 +235,30 @@ def measure(kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.d
 )
 def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     rows = []
-    specs = []
-    for B in cfg.batch_sizes:  # baseline and ours side by side at each batch size
-        for kind in cfg.models:
-            for attn in ["sdpa"] if kind == "baseline" else cfg.attention:
-                specs.append((kind, B, attn))
-    for kind, B, attn in ctx.progress(specs, desc="lm-mfu"):
+    specs = [parse_row(r) for r in cfg.rows]
+    if not specs:
+        for B in cfg.batch_sizes:  # baseline and ours side by side at each batch size
+            for kind in cfg.models:
+                for attn in ["sdpa"] if kind == "baseline" else cfg.attention:
+                    specs.append((kind, B, attn, False))
+    for kind, B, attn, tuned in ctx.progress(specs, desc="lm-mfu"):
         try:
-            rows.append(measure(kind, cfg, B, attn, ctx.device))
-        except torch.OutOfMemoryError:
-            rows.append({"model": kind, "batch": B, "attention": attn, "status": "out of memory"})
+            rows.append(measure(kind, cfg, B, attn, ctx.device, tuned))
+        except Exception as err:  # noqa: BLE001 - OOM or a compile failure: record, go on
+            status = "out of memory" if isinstance(err, torch.OutOfMemoryError) else "failed"
+            last = (str(err).strip().splitlines() or [""])[-1][:200]
+            msg = f"{status}: {type(err).__name__}: {last}"
+            rows.append({"model": kind, "batch": B, "attention": attn, "status": msg})
             torch._dynamo.reset()
             if ctx.device.type == "cuda":
                 torch.cuda.empty_cache()
+                _set_sdpa_backend("default")
         ctx.log(f"lm-mfu: {rows[-1]}")
         atomic_write_json(ctx.out / "rows_so_far.json", rows)  # survives a later crash
     done = [r for r in rows if "tokens_per_s" in r]
     metrics: dict = {}
     notes = []
-    for B in cfg.batch_sizes:
+    for B in sorted({r["batch"] for r in done}):
         base = next((r for r in done if r["model"] == "baseline" and r["batch"] == B), None)
         ours = [r for r in done if r["model"] == "ours" and r["batch"] == B]
         if base and ours:
@@ -277,6 +304,7 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
         title=f"GPT-2 small shape, {cfg.dtype}, T={cfg.seq_len}",
     )
     ctx.savefig(fig, "lm_mfu.png")
-    columns = ["model", "batch", "attention", "params_N", "step_ms", "tokens_per_s", "model_tflops",
-               "mfu", "vs_baseline", "peak_mem_gb", "first_step_s", "loss_last"]  # fmt: skip
+    columns = ["model", "batch", "attention", "params_N", "step_ms", "tokens_per_s",
+               "model_tflops", "mfu", "vs_baseline", "peak_mem_gb", "first_step_s", "loss_last",
+               "status"]  # fmt: skip
     return Result(metrics=metrics, table=rows, columns=columns, notes=notes)

@@ -119,7 +119,7 @@ def run(cfg: ActivationsConfig, ctx: Context) -> Result:
                 "val_loss": r.final.get("val_loss"),
                 "val_bpb": r.final.get("val_bpb"),
                 "train_loss": r.history[-1]["loss"],
-                "tokens_per_s": round(r.tokens_per_s),
+                "tokens_per_s": round(r.steady_tokens_per_s),
             }
         )
     bar.close()

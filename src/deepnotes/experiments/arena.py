@@ -169,7 +169,8 @@ def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
         "val_bpb": r.final.get("val_bpb"),
         "val_loss": r.final.get("val_loss"),
         "params": model.num_params(),
-        "train_tok_s": round(r.tokens_per_s),
+        "train_tok_s": round(r.steady_tokens_per_s),  # after warm-up steps
+        "train_tok_s_all": round(r.tokens_per_s),  # including the first steps
         "peak_mem_mb": None if peak is None else round(peak / 2**20, 1),
         "gen_tok_s": round(cfg.gen_tokens / secs, 1) if secs > 0 else None,
         "gen_path": path,

@@ -54,6 +54,19 @@ class RunResult:
     def tokens_per_s(self) -> float:
         return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
+    @property
+    def steady_tokens_per_s(self) -> float:
+        """Tokens/s after the first ~10% of steps (at most 10): leaves out one-time costs
+        such as Triton autotuning and allocator warm-up."""
+        if not self.history:
+            return 0.0
+        warm = max(1, min(10, self.steps // 10))
+        first = next((h for h in self.history if h["step"] >= warm), None)
+        last = self.history[-1]
+        if first is None or last["time"] <= first["time"]:
+            return self.tokens_per_s
+        return (last["tokens"] - first["tokens"]) / (last["time"] - first["time"])
+
 
 def build_model(cfg: LMConfig, device: torch.device, seed: int) -> LM:
     torch.manual_seed(seed)  # every variant of an experiment starts from the same draw

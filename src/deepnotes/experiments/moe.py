@@ -139,7 +139,7 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
                 "balance_loss": last.get("balance_loss"),
                 "drop_frac": last.get("drop_frac"),
                 "max_load": max(loads[-1]) if loads else None,
-                "tokens_per_s": round(r.tokens_per_s),
+                "tokens_per_s": round(r.steady_tokens_per_s),
             }
         )
     bar.close()

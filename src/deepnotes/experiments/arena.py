@@ -37,6 +37,7 @@ from deepnotes.experiments.lm_common import (
     cached_text,
     causal_mixers,
     plot_curves,
+    run_color,
     train_lm,
 )
 from deepnotes.generate import generate
@@ -211,14 +212,14 @@ def _row_failed(name: str, err: BaseException) -> dict:
             "n_heads": 6,
             "seq_len": 256,
             "batch_size": 32,
-            "steps": 600,
+            "steps": 300,
             "lr": 1.5e-3,
-            "warmup": 60,
+            "warmup": 30,
             "precision": "bf16",
             "eval_every": 100,
             "eval_batches": 20,
             "gen_tokens": 128,
-            "max_total_seconds": 330.0,
+            "max_total_seconds": 300.0,
         },
     },
 )
@@ -286,11 +287,11 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict]) -> Result:
         fig, ax = ctx.figure(figsize=(6.5, 4.2))
         for i, r in enumerate(rows):
             row = r["row"]
-            ax.scatter(row["train_tok_s"], row["val_bpb"], color=f"C{i % 10}")
+            ax.scatter(row["train_tok_s"], row["val_bpb"], color=run_color(i, len(rows)))
             ax.annotate(row["mixer"], (row["train_tok_s"], row["val_bpb"]), fontsize=8,
                         xytext=(4, 3), textcoords="offset points")  # fmt: skip
         ax.set(xscale="log", xlabel="training tokens / s (log)", ylabel="validation bits / byte",
-               title="quality vs speed (lower left is better)")  # fmt: skip
+               title="quality vs speed (lower right is better)")  # fmt: skip
         ax.grid(alpha=0.3)
         ctx.savefig(fig, "bpb_vs_speed.png")
     else:  # every mixer failed: still leave a picture saying so

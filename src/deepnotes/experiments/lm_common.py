@@ -150,11 +150,20 @@ def train_lm(
     return res
 
 
+def run_color(i: int, n: int):
+    """Distinct colours: matplotlib's C0..C9 for up to 10 runs, tab20 beyond."""
+    if n <= 10:
+        return f"C{i}"
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
+
+
 def plot_curves(ctx, runs: dict[str, RunResult], name: str, title: str, x: str = "step") -> None:
     """Training loss (thin) and validation loss (markers) of several runs against `x`."""
     fig, ax = ctx.figure(figsize=(7, 4.2))
     for i, (label, r) in enumerate(runs.items()):
-        color = f"C{i % 10}"
+        color = run_color(i, len(runs))
         xs = [h[x] for h in r.history]
         ax.plot(xs, [h["loss"] for h in r.history], color=color, lw=1, alpha=0.6)
         ev = [h for h in r.history if "val_loss" in h]

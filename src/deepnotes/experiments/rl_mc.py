@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import mc
 from deepnotes.rl.envs import GridWorld, zhao_grid
@@ -30,7 +28,6 @@ class MCConfig:
     alpha: float = 0.1  # constant step size of the "ES, alpha" variant
     basic_lengths: list[int] = field(default_factory=lambda: [1, 3, 6, 10, 15, 30, 100])
     eval_every: int = 500  # episodes between exact evaluations of the current policy
-    seed: int = 0  # sampling seed of every method
 
 
 def make_grid(name: str) -> GridWorld:
@@ -53,7 +50,7 @@ def run(cfg: MCConfig, ctx: Context) -> Result:
     env = make_grid(cfg.grid)
     table, metrics = [], {}
     for L in ctx.progress(cfg.basic_lengths, desc="MC Basic"):
-        r = mc.mc_basic(env, cfg.gamma, L, seed=cfg.seed)
+        r = mc.mc_basic(env, cfg.gamma, L, seed=ctx.seed)
         last = r.history[-1]
         table.append({"method": f"MC Basic, L={L}", "episodes": r.episodes,
                       "value error": round(last["value_error"], 4),
@@ -68,7 +65,7 @@ def run(cfg: MCConfig, ctx: Context) -> Result:
     results = {}
     for name, kw in ctx.progress(list(runs.items()), desc="MC control"):
         common = dict(episode_length=cfg.episode_length, n_episodes=cfg.episodes,
-                      visit=kw["visit"], seed=cfg.seed, eval_every=cfg.eval_every,
+                      visit=kw["visit"], seed=ctx.seed, eval_every=cfg.eval_every,
                       horizon=cfg.horizon, alpha=kw["alpha"])  # fmt: skip
         if kw["es"]:
             r = mc.mc_exploring_starts(env, cfg.gamma, **common)

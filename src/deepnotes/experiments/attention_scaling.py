@@ -272,6 +272,7 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
         {f"var_qk_scaled_d{d}": by[(d, "iid N(0,1), 1/sqrt(d)")]["var_qk"] for d in cfg.dims}
     )
     metrics.update({f"val_loss[{row['variant']}]": row["val_loss"] for row in table})
+    metrics["init_sweep"] = init_rows  # every (d, case): Var(q.k), theory, row entropy, max p
     notes = [
         f"at d = {dmax}: Var(q.k) = {by[(dmax, 'iid N(0,1), no scale')]['var_qk']:.1f} "
         f"unscaled (theory {dmax}), {by[(dmax, 'iid N(0,1), 1/sqrt(d)')]['var_qk']:.3f} "

@@ -45,10 +45,11 @@ def test_embedding_is_one_hot_times_matrix(V, d, seed):
         assert_close(grad, want, what="gradient by rows")
 
 
-@pytest.mark.parametrize("cbow", [False, True])
+@pytest.mark.parametrize("cbow", [False, "word2vec", "gradient"])
 def test_manual_step_equals_autograd_sparse_sgd(cbow, seed):
     V, d, B, K = 57, 12, 64, 5
-    a, b = SGNS(V, d).double(), SGNS(V, d).double()
+    upd = cbow or "word2vec"
+    a, b = SGNS(V, d, cbow_update=upd).double(), SGNS(V, d, cbow_update=upd).double()
     with torch.no_grad():
         a.out.weight.normal_()
     b.load_state_dict(a.state_dict())
@@ -66,6 +67,24 @@ def test_manual_step_equals_autograd_sparse_sgd(cbow, seed):
     assert_close(loss_b, loss_a.detach(), what="loss")
     assert_close(b.inp.weight, a.inp.weight.detach(), what="input vectors")
     assert_close(b.out.weight, a.out.weight.detach(), what="output vectors")
+
+
+def test_cbow_updates(seed):
+    """ "gradient": d loss / d v_i = (d loss / d h) / count; "word2vec": the full d loss / d h."""
+    V, d = 30, 5
+    ctx = torch.tensor([[3, 4, -1, 8]])
+    center, neg = torch.tensor([1]), torch.tensor([[2, 5]])
+    grads = {}
+    for upd in ("gradient", "word2vec"):
+        torch.manual_seed(seed)
+        m = SGNS(V, d, cbow_update=upd).double()
+        with torch.no_grad():
+            m.out.weight.normal_()
+        h = m.hidden(ctx)
+        assert_close(h[0], m.inp.weight[[3, 4, 8]].mean(0).detach(), what="h is the mean")
+        m.loss(ctx, center, neg).backward()
+        grads[upd] = m.inp.weight.grad.to_dense()[[3, 4, 8]]
+    assert_close(grads["word2vec"], 3 * grads["gradient"])
 
 
 def test_loss_gradient_is_the_textbook_one(seed):
@@ -102,6 +121,9 @@ def test_vocab_subsampling_and_noise_match_gensim(seed):
     np.testing.assert_allclose(ours.keep_probability(1e-2), keep, atol=1e-8)
     p = np.diff(np.concatenate([[0], g.cum_table])) / g.cum_table[-1]
     np.testing.assert_allclose(ours.noise_distribution(0.75), p[idx], atol=1e-8)
+    table = ours.noise_table(0.75, size=2**16)
+    freq = np.bincount(table, minlength=len(ours)) / len(table)
+    np.testing.assert_allclose(freq, ours.noise_distribution(0.75), atol=2 / 2**16)
 
 
 def test_skipgram_pairs_and_cbow_windows_by_brute_force(seed):

@@ -44,6 +44,7 @@ class Word2VecConfig:
     epochs: int = 5  # gensim's default
     batch_size: int = 1024  # examples per SGD step (gensim updates one at a time)
     impl: str = "manual"  # "manual" (written-out gradient) or "autograd" (sparse grads)
+    cbow_update: str = "word2vec"  # CBOW context update as word2vec.c/gensim, or "gradient"
     threads: int = 1  # torch threads for ours: small ops, a shared 2-core machine
     gensim: bool = True  # train the peer in the same run
     gensim_workers: int = 2  # gensim's worker threads (its C/Cython loop scales with them)
@@ -133,6 +134,7 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,
                 impl=cfg.impl,
+                cbow_update=cfg.cbow_update,
                 device=ctx.device,
                 seed=ctx.seed,
             )

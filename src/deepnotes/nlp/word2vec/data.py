@@ -63,6 +63,15 @@ class W2VVocab:
         p = self.counts.astype(np.float64) ** power
         return p / p.sum()
 
+    def noise_table(self, power: float = 0.75, size: int = 2**22) -> np.ndarray:
+        """word2vec.c's sampling table: word i fills about size * P(i) slots, int64 [size], so
+        a negative is table[uniform slot] (a gather instead of a search). Every word gets
+        at least one slot; P is matched to within 1 / size."""
+        p = self.noise_distribution(power)
+        edges = np.round(np.cumsum(p) * size).astype(np.int64)
+        slots = np.maximum(np.diff(edges, prepend=0), 1)
+        return np.repeat(np.arange(len(self), dtype=np.int64), slots)
+
 
 def subsample(
     ids: np.ndarray, sent: np.ndarray, keep_prob: np.ndarray, rng: np.random.Generator

@@ -34,10 +34,26 @@ from deepnotes.nlp.word2vec.data import W2VVocab, cbow_windows, skipgram_pairs, 
 
 
 class SGNS(nn.Module):
-    """Input and output tables [V, d]; `loss` sums the negative-sampling loss of a batch."""
+    """Input and output tables [V, d]; `loss` sums the negative-sampling loss of a batch.
 
-    def __init__(self, V: int, d: int, *, sparse: bool = True, generator=None):
+    cbow_update: how CBOW's context words are updated. "word2vec" (word2vec.c and gensim
+    with cbow_mean=1): h is the mean of the context vectors, but every context word receives
+    the full error dloss/dh. "gradient": the exact gradient of the mean, dloss/dh / count.
+    """
+
+    def __init__(
+        self,
+        V: int,
+        d: int,
+        *,
+        sparse: bool = True,
+        cbow_update: Literal["word2vec", "gradient"] = "word2vec",
+        generator=None,
+    ):
         super().__init__()
+        if cbow_update not in ("word2vec", "gradient"):
+            raise ValueError(f"cbow_update must be 'word2vec' or 'gradient', got {cbow_update!r}")
+        self.cbow_update = cbow_update
         self.inp = nn.Embedding(V, d, sparse=sparse)
         self.out = nn.Embedding(V, d, sparse=sparse)
         with torch.no_grad():
@@ -49,8 +65,11 @@ class SGNS(nn.Module):
         if context.dim() == 1:
             return self.inp(context)
         mask = (context >= 0).unsqueeze(-1).to(self.inp.weight.dtype)
-        v = self.inp(context.clamp_min(0)) * mask
-        return v.sum(1) / mask.sum(1).clamp_min(1.0)
+        total = (self.inp(context.clamp_min(0)) * mask).sum(1)
+        h = total / mask.sum(1).clamp_min(1.0)
+        if self.cbow_update == "word2vec":  # value: the mean; gradient: as if h were the sum
+            h = h.detach() + (total - total.detach())
+        return h
 
     def loss(self, context: torch.Tensor, center: torch.Tensor, negatives: torch.Tensor):
         """center: int64 [B]; negatives: int64 [B, K] -> summed loss (scalar)."""
@@ -70,7 +89,8 @@ class SGNS(nn.Module):
 
         With s = sigmoid(u_t . h) and label l_t (1 for the center, 0 for negatives):
             dloss/du_t = (s - l_t) h,    dloss/dh = sum_t (s - l_t) u_t,
-        and dloss/dv = dloss/dh / (number of context words) for each CBOW context word.
+        and for each CBOW context word dloss/dv = dloss/dh / count ("gradient"), or the
+        full dloss/dh ("word2vec", see the class doc).
         Returns the batch's summed loss.
         """
         V_in, V_out = self.inp.weight, self.out.weight
@@ -84,18 +104,19 @@ class SGNS(nn.Module):
             rows = V_in.index_select(0, context.clamp_min(0).reshape(-1)).view(*context.shape, -1)
             h = (rows * mask.unsqueeze(-1)).sum(1) / count
         U = V_out.index_select(0, targets).view(B, K + 1, -1)
-        logits = torch.einsum("bkd,bd->bk", U, h)
-        label = torch.zeros_like(logits)
-        label[:, 0] = 1.0
-        g = torch.sigmoid(logits) - label  # dloss/dlogits
-        loss = -F.logsigmoid(torch.where(label > 0, logits, -logits)).sum()
-        grad_h = torch.einsum("bk,bkd->bd", g, U)
+        logits = (U * h.unsqueeze(1)).sum(-1)  # [B, 1 + K] (faster than bmm on CPU)
+        g = torch.sigmoid(logits)  # dloss/dlogits = sigmoid - label
+        g[:, 0] -= 1.0
+        loss = -(F.logsigmoid(logits[:, 0]).sum() + F.logsigmoid(-logits[:, 1:]).sum())
+        grad_h = torch.bmm(g.unsqueeze(1), U).squeeze(1)  # [B, d]
         grad_U = g.unsqueeze(-1) * h.unsqueeze(1)
         V_out.index_add_(0, targets, grad_U.reshape(-1, grad_U.shape[-1]), alpha=-lr)
         if context.dim() == 1:
             V_in.index_add_(0, context, grad_h, alpha=-lr)
         else:
-            per = (grad_h / count).unsqueeze(1).expand(-1, context.shape[1], -1)
+            if self.cbow_update == "gradient":
+                grad_h = grad_h / count
+            per = grad_h.unsqueeze(1).expand(-1, context.shape[1], -1)
             V_in.index_add_(0, context[mask], per[mask], alpha=-lr)
         return loss
 
@@ -144,6 +165,7 @@ class Word2Vec:
         epochs: int = 5,
         batch_size: int = 1024,
         impl: Literal["manual", "autograd"] = "manual",
+        cbow_update: Literal["word2vec", "gradient"] = "word2vec",
         device: str | torch.device = "cpu",
         seed: int = 0,
     ):
@@ -158,7 +180,7 @@ class Word2Vec:
         if impl not in ("manual", "autograd"):
             raise ValueError(f"impl must be 'manual' or 'autograd', got {impl!r}")
         self.batch_size, self.device, self.seed = batch_size, torch.device(device), seed
-        self.impl = impl
+        self.impl, self.cbow_update = impl, cbow_update
 
     def fit(
         self,
@@ -171,9 +193,10 @@ class Word2Vec:
         self.vocab = W2VVocab.build(sentences, self.min_count)
         ids, sent = self.vocab.encode(sentences)
         keep_p = self.vocab.keep_probability(self.sample)
-        noise_cdf = torch.from_numpy(np.cumsum(self.vocab.noise_distribution(self.ns_exponent)))
-        noise_cdf = noise_cdf.to(self.device)
-        self.model = SGNS(len(self.vocab), self.dim, generator=gen).to(self.device)
+        table = torch.from_numpy(self.vocab.noise_table(self.ns_exponent)).to(self.device)
+        self.model = SGNS(
+            len(self.vocab), self.dim, cbow_update=self.cbow_update, generator=gen
+        ).to(self.device)
         # Expected examples per epoch, for the linear decay (word2vec decays by words seen).
         est = self._estimate_examples(ids, sent, keep_p)
         total = max(1, est * self.epochs)
@@ -184,7 +207,7 @@ class Word2Vec:
             else None
         )
         t0 = time.perf_counter()
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
             kid, ksent = subsample(ids, sent, keep_p, rng)
             if self.arch == "skipgram":
                 center, context = skipgram_pairs(kid, ksent, self.window, rng)
@@ -197,10 +220,8 @@ class Word2Vec:
             for s in range(0, len(center_t), self.batch_size):
                 c = center_t[s : s + self.batch_size]
                 x = context_t[s : s + self.batch_size]
-                u = torch.rand(len(c), self.negative, generator=gen).to(self.device)
-                neg = torch.searchsorted(noise_cdf, u.to(noise_cdf.dtype)).clamp_max(
-                    len(self.vocab) - 1
-                )
+                slot = torch.randint(len(table), (len(c), self.negative), generator=gen)
+                neg = table[slot.to(self.device)]
                 lr = self.lr * max(1.0 - min(done / total, 1.0), self.min_lr_ratio)
                 if self.impl == "manual":
                     loss = self.model.sgd_step(x, c, neg, lr)
@@ -210,8 +231,12 @@ class Word2Vec:
                     sparse_sgd_(self.model.parameters(), lr)
                 epoch_loss += float(loss.detach())
                 done += len(c)
-                if bar is not None:
-                    bar.update(round(len(ids) * len(c) / max(len(center_t), 1)))
+                if bar is not None and (s // self.batch_size) % 64 == 0:
+                    bar.n = epoch * len(ids) + len(ids) * (s + len(c)) // len(center_t)
+                    bar.refresh()
+            if bar is not None:
+                bar.n = (epoch + 1) * len(ids)
+                bar.refresh()
             pairs_seen += len(center_t)
             losses.append(epoch_loss / max(len(center_t), 1))
             if not np.isfinite(losses[-1]):

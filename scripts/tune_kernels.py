@@ -180,30 +180,29 @@ def tune_scan(results):
     A = -torch.exp(torch.randn(Dm, N, device=DEV) * 0.5)
     Bm, Cm = (torch.randn(Bt, N, L, device=DEV, dtype=DT) for _ in range(2))
     Dv, bias = torch.randn(Dm, device=DEV), torch.randn(Dm, device=DEV) * 0.3
+    args = (u, delta, A, Bm, Cm, Dv, z, bias, True)
     saved = dict(ts.FWD_CONFIG), dict(ts.BWD_CONFIG)
     for BL in (32, 64):
-        for BD, w in ((4, 4), (8, 4), (16, 8), (8, 8)):
+        for BD, w in ((16, 4), (32, 4), (32, 8), (64, 8)):
             ts.FWD_CONFIG.update(BD=BD, BL=BL, num_warps=w, num_stages=2)
             trial(
                 results,
                 "scan_fwd",
                 f"L{L}",
                 dict(ts.FWD_CONFIG),
-                lambda: ts.selective_scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, True, False, False),
+                lambda: ts.selective_scan_fwd(*args, False, False),
             )
         ts.FWD_CONFIG.update(saved[0])
         ts.FWD_CONFIG["BL"] = BL
-        _, h0s, _ = ts.selective_scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, True, True, False)
-        for BD, w in ((4, 4), (8, 4), (8, 8), (16, 8)):
+        _, h0s, _, ypre = ts.selective_scan_fwd(*args, True, False)
+        for BD, w in ((16, 4), (32, 4), (32, 8)):
             ts.BWD_CONFIG.update(BD=BD, BL=BL, num_warps=w, num_stages=1)
             trial(
                 results,
                 "scan_bwd",
                 f"L{L} BL{BL}",
                 dict(ts.BWD_CONFIG),
-                lambda: ts.selective_scan_bwd(
-                    u, delta, A, Bm, Cm, Dv, z, bias, True, h0s, do, None, BL
-                ),
+                lambda: ts.selective_scan_bwd(*args, h0s, ypre, do, None),
             )
     ts.FWD_CONFIG.update(saved[0])
     ts.BWD_CONFIG.update(saved[1])

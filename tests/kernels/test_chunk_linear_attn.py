@@ -30,6 +30,8 @@ CASES = [
         for dt in (bf16, f16)
     ],
     gpu(2, 2, 1000, 64, 64, True, None, True, f32, id="f32"),
+    # B*H >= 128: the 128-wide value blocks used at the benchmark's sizes
+    gpu(8, 16, 300, 128, 128, True, "elu1", True, bf16, id="wideV-bf16"),
     gpu(1, 2, 1000, 60, 100, True, "elu1", False, bf16, id="K60-V100"),
 ]
 

@@ -7,12 +7,14 @@ Definitions as in `naive.py` (Gu & Dao 2023, Algorithm 2): per channel d and sta
     y_t = sum_n C_t[n] h_t + D u_t,   out_t = y_t silu(z_t).
 
 Tiling. A program owns one batch row and BD channels and walks the sequence in chunks of
-BL steps. Inside a chunk the recurrence is an associative scan over time of the affine maps
-(a_t, b_t), composed as (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2) (Blelloch 1990), done by
-`tl.associative_scan` on a [BD, N, BL] tile; the state h [BD, N] at the chunk boundary is
+BL steps; inside a chunk it loops over the N state indices (as mamba_ssm's CUDA kernel
+does). For each n the recurrence over the chunk is an associative scan over time of the
+affine maps (a_t, b_t), composed as (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2) (Blelloch
+1990), by `tl.associative_scan` on a [BD, BL] tile whose time axis is the contiguous one, so
+most of the scan runs inside each thread. The state h [BD, N] at the chunk boundary is
 carried in registers (folded into the first step of the next chunk). Only u, delta, z, B, C
-are read and y written, plus the state at each chunk start (N fp32 numbers per BL steps of a
-channel) when a backward pass will follow.
+are read and y written, plus, when a backward pass will follow, the state at each chunk
+start (N fp32 numbers per BL steps of a channel) and y before the gate (when z is given).
 
 Backward, chunks in reverse. The chunk's h_t are recomputed from its saved start state; the
 gradient of the state runs backwards as another affine scan,
@@ -42,11 +44,13 @@ from deepnotes.ops.triton_utils import pow2
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
 
-# (BD channels, BL steps) per program, chosen on an H100 (docs/kernels.md); small tiles
-# under the interpreter so the CPU tests cross several chunks and channel blocks.
-FWD_CONFIG = dict(BD=8, BL=64, num_warps=4, num_stages=2)
-BWD_CONFIG = dict(BD=8, BL=32, num_warps=4, num_stages=1)
+# (BD channels, BL steps) per program (docs/kernels.md). BD shrinks, down to MIN_BD, until
+# the grid has MIN_PROGRAMS programs (two per H100 multiprocessor). Small tiles under the
+# interpreter so the CPU tests cross several chunks and channel blocks.
+FWD_CONFIG = dict(BD=32, BL=64, num_warps=4, num_stages=2)
+BWD_CONFIG = dict(BD=32, BL=64, num_warps=8, num_stages=1)
 INTERPRET_CONFIG = dict(BD=4, BL=16, num_warps=4, num_stages=1)
+MIN_BD, MIN_PROGRAMS = 16, 264
 MAX_N = 64
 
 
@@ -66,6 +70,12 @@ def _step_size(dt_raw, bias, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _column(X, sel):
+    """X[:, n] of a [BD, BN] tile, with sel = (offs_n == n)[None, :]."""
+    return tl.sum(tl.where(sel, X, 0.0), 1)
+
+
+@triton.jit
 def selective_scan_fwd_kernel(
     U,
     DELTA,
@@ -76,6 +86,7 @@ def selective_scan_fwd_kernel(
     Z,
     BIAS,
     OUT,
+    YPRE,
     H0S,
     HLAST,
     Dm,
@@ -91,30 +102,25 @@ def selective_scan_fwd_kernel(
     SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr,
 ):
-    """u, delta, z, out: [Bt, Dm, L] contiguous; A [Dm, N]; B, C [Bt, N, L];
-    H0S: [Bt, Dm, NC, N] fp32 states at each chunk start; HLAST: [Bt, Dm, N] fp32."""
+    """u, delta, z, out, ypre: [Bt, Dm, L] contiguous; A [Dm, N]; B, C [Bt, N, L];
+    H0S: [Bt, Dm, NC, N] fp32 states at each chunk start; HLAST: [Bt, Dm, N] fp32.
+    With SAVE_STATES (a backward pass follows) H0S is written, and YPRE = y before the gate
+    when z is given."""
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
     offs_n = tl.arange(0, BN)
     offs_l = tl.arange(0, BL)
     d_ok = offs_d < Dm
-    n_ok = offs_n < N
-    A2 = (
-        tl.load(
-            A + offs_d[:, None] * N + offs_n[None, :], mask=d_ok[:, None] & n_ok[None, :], other=0.0
-        ).to(tl.float32)
-        * LOG2E
-    )  # exp(x A) = exp2(x A log2 e)
+    dn_mask = d_ok[:, None] & (offs_n < N)[None, :]
     if HAS_BIAS:
         bias = tl.load(BIAS + offs_d, mask=d_ok, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        Dd = tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)
     row = (b * Dm + offs_d)[:, None] * L  # [BD, 1] start of each channel's row
-    bn_row = (b * N + offs_n)[:, None] * L  # [BN, 1]
-    h = tl.zeros([BD, BN], dtype=tl.float32)
+    first = (offs_l == 0)[None, :]
+    last = (offs_l == BL - 1)[None, :]
+    Hc = tl.zeros([BD, BN], dtype=tl.float32)  # state carried between chunks
     NC = tl.cdiv(L, BL)
     for c in range(0, NC):
         t = c * BL + offs_l
@@ -122,36 +128,35 @@ def selective_scan_fwd_kernel(
         m = d_ok[:, None] & t_ok[None, :]
         if SAVE_STATES:
             st = ((b * Dm + offs_d)[:, None] * NC + c) * N + offs_n[None, :]
-            tl.store(H0S + st, h, mask=d_ok[:, None] & n_ok[None, :])
+            tl.store(H0S + st, Hc, mask=dn_mask)
         u = tl.load(U + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-        dt = _step_size(
-            tl.load(DELTA + row + t[None, :], mask=m, other=0.0).to(tl.float32), bias, SOFTPLUS
-        )
-        mn = n_ok[:, None] & t_ok[None, :]
-        Bt = tl.load(Bm + bn_row + t[None, :], mask=mn, other=0.0).to(tl.float32)
-        Ct = tl.load(Cm + bn_row + t[None, :], mask=mn, other=0.0).to(tl.float32)
-        # steps past L are the identity map (a = 1, b = 0): the state passes through
-        dt = tl.where(t_ok[None, :], dt, 0.0)
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])  # [BD, BN, BL]
-        bx = (dt * u)[:, None, :] * Bt[None, :, :]
-        # fold the carried state into the first step: b_0 <- a_0 h + b_0
-        first = (offs_l == 0)[None, None, :]
-        bx = tl.where(first, a * h[:, :, None] + bx, bx)
-        _, hs = tl.associative_scan((a, bx), 2, _affine)
-        y = tl.sum(hs * Ct[None, :, :], 1)  # [BD, BL]
-        h = tl.sum(tl.where((offs_l == BL - 1)[None, None, :], hs, 0.0), 2)
+        dt = tl.load(DELTA + row + t[None, :], mask=m, other=0.0).to(tl.float32)
+        # steps past L get dt = 0: a = 1, b = 0, the identity map, so the state passes through
+        dt = tl.where(t_ok[None, :], _step_size(dt, bias, SOFTPLUS), 0.0)
+        dtu = dt * u
+        y = tl.zeros([BD, BL], dtype=tl.float32)
+        for n in range(0, N):
+            sel = (offs_n == n)[None, :]
+            A2 = tl.load(A + offs_d * N + n, mask=d_ok, other=0.0).to(tl.float32) * LOG2E
+            Bt = tl.load(Bm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
+            Ct = tl.load(Cm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
+            a = tl.exp2(dt * A2[:, None])  # exp(delta A)
+            bx = dtu * Bt[None, :]
+            # fold the carried state into the first step: b_0 <- a_0 h + b_0
+            bx = tl.where(first, a * _column(Hc, sel)[:, None] + bx, bx)
+            _, h = tl.associative_scan((a, bx), 1, _affine)
+            y += h * Ct[None, :]
+            Hc = tl.where(sel, _column(h, last)[:, None], Hc)
         if HAS_D:
-            y = y + Dd[:, None] * u
+            y += tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)[:, None] * u
         if HAS_Z:
+            if SAVE_STATES:
+                tl.store(YPRE + row + t[None, :], y.to(YPRE.dtype.element_ty), mask=m)
             zz = tl.load(Z + row + t[None, :], mask=m, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
         tl.store(OUT + row + t[None, :], y.to(OUT.dtype.element_ty), mask=m)
     if STORE_LAST:
-        tl.store(
-            HLAST + (b * Dm + offs_d)[:, None] * N + offs_n[None, :],
-            h,
-            mask=d_ok[:, None] & n_ok[None, :],
-        )
+        tl.store(HLAST + (b * Dm + offs_d)[:, None] * N + offs_n[None, :], Hc, mask=dn_mask)
 
 
 @triton.jit
@@ -165,6 +170,7 @@ def selective_scan_bwd_kernel(
     Z,
     BIAS,
     DOUT,
+    YPRE,
     H0S,
     DHLAST,
     DU,
@@ -194,11 +200,7 @@ def selective_scan_bwd_kernel(
     offs_n = tl.arange(0, BN)
     offs_l = tl.arange(0, BL)
     d_ok = offs_d < Dm
-    n_ok = offs_n < N
-    dn_ok = d_ok[:, None] & n_ok[None, :]
-    Araw = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_ok, other=0.0)
-    Araw = Araw.to(tl.float32)
-    A2 = Araw * LOG2E
+    dn_mask = d_ok[:, None] & (offs_n < N)[None, :]
     if HAS_BIAS:
         bias = tl.load(BIAS + offs_d, mask=d_ok, other=0.0).to(tl.float32)
     else:
@@ -206,69 +208,73 @@ def selective_scan_bwd_kernel(
     if HAS_D:
         Dd = tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)
     row = (b * Dm + offs_d)[:, None] * L
-    bn_row = (b * N + offs_n)[:, None] * L
+    first = (offs_l == 0)[None, :]
+    last = (offs_l == BL - 1)[None, :]
     NC = tl.cdiv(L, BL)
+    st_rows = (b * Dm + offs_d)[:, None] * N + offs_n[None, :]
     if HAS_DHLAST:
-        dh_next = tl.load(
-            DHLAST + (b * Dm + offs_d)[:, None] * N + offs_n[None, :], mask=dn_ok, other=0.0
-        ).to(tl.float32)
+        DHc = tl.load(DHLAST + st_rows, mask=dn_mask, other=0.0).to(tl.float32)
     else:
-        dh_next = tl.zeros([BD, BN], dtype=tl.float32)
+        DHc = tl.zeros([BD, BN], dtype=tl.float32)  # dL/dh at the next chunk's first step
     dA_acc = tl.zeros([BD, BN], dtype=tl.float32)
     dD_acc = tl.zeros([BD], dtype=tl.float32)
     dbias_acc = tl.zeros([BD], dtype=tl.float32)
-    first = (offs_l == 0)[None, None, :]
-    last = (offs_l == BL - 1)[None, None, :]
     for it in range(0, NC):
         c = NC - 1 - it
         t = c * BL + offs_l
         t_ok = t < L
         m = d_ok[:, None] & t_ok[None, :]
-        mn = n_ok[:, None] & t_ok[None, :]
         u = tl.load(U + row + t[None, :], mask=m, other=0.0).to(tl.float32)
         dt_raw = tl.load(DELTA + row + t[None, :], mask=m, other=0.0).to(tl.float32)
         dt = tl.where(t_ok[None, :], _step_size(dt_raw, bias, SOFTPLUS), 0.0)
-        Bt = tl.load(Bm + bn_row + t[None, :], mask=mn, other=0.0).to(tl.float32)
-        Ct = tl.load(Cm + bn_row + t[None, :], mask=mn, other=0.0).to(tl.float32)
-        h0 = tl.load(
-            H0S + ((b * Dm + offs_d)[:, None] * NC + c) * N + offs_n[None, :], mask=dn_ok, other=0.0
-        )
-        # recompute the chunk's states
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        bx = (dt * u)[:, None, :] * Bt[None, :, :]
-        bx0 = tl.where(first, a * h0[:, :, None] + bx, bx)
-        _, hs = tl.associative_scan((a, bx0), 2, _affine)
-        # output gradient before the gate
-        dout = tl.load(DOUT + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(Z + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-            y = tl.sum(hs * Ct[None, :, :], 1)
-            if HAS_D:
-                y = y + Dd[:, None] * u
-            sz = tl.sigmoid(zz)
-            dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(DZ + row + t[None, :], dz.to(DZ.dtype.element_ty), mask=m)
-            dy = dout * zz * sz
-        else:
-            dy = dout
-        # a_{t+1}: the step size one ahead (the next chunk's first step at the chunk's end)
+        dtu = dt * u
+        # a_{t+1} needs the step size one ahead (the next chunk's first at the chunk's end)
         t1 = t + 1
         m1 = d_ok[:, None] & (t1 < L)[None, :]
         dt1 = tl.load(DELTA + row + t1[None, :], mask=m1, other=0.0).to(tl.float32)
         dt1 = tl.where((t1 < L)[None, :], _step_size(dt1, bias, SOFTPLUS), 0.0)
-        a1 = tl.exp2(dt1[:, None, :] * A2[:, :, None])
-        g = Ct[None, :, :] * dy[:, None, :]
-        g = tl.where(last, g + a1 * dh_next[:, :, None], g)
-        # dh_t = g_t + a_{t+1} dh_{t+1}: the same affine composition, run from the end
-        _, dh = tl.associative_scan((a1, g), 2, _affine, reverse=True)
-        dh_next = tl.sum(tl.where(first, dh, 0.0), 2)
-        ah = hs - bx  # a_t h_{t-1}
-        Bu = Bt[None, :, :] * u[:, None, :]
-        ddt = tl.sum(dh * (Araw[:, :, None] * ah + Bu), 1)  # [BD, BL]
-        dA_acc += tl.sum(dh * dt[:, None, :] * ah, 2)
-        du = tl.sum(dh * Bt[None, :, :], 1) * dt
+        dout = tl.load(DOUT + row + t[None, :], mask=m, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(Z + row + t[None, :], mask=m, other=0.0).to(tl.float32)
+            yp = tl.load(YPRE + row + t[None, :], mask=m, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dz = dout * yp * sz * (1.0 + zz * (1.0 - sz))
+            tl.store(DZ + row + t[None, :], dz.to(DZ.dtype.element_ty), mask=m)
+            dy = dout * zz * sz
+        else:
+            dy = dout
+        H0 = tl.load(
+            H0S + ((b * Dm + offs_d)[:, None] * NC + c) * N + offs_n[None, :],
+            mask=dn_mask,
+            other=0.0,
+        )
+        ddt = tl.zeros([BD, BL], dtype=tl.float32)
+        du = tl.zeros([BD, BL], dtype=tl.float32)
+        for n in range(0, N):
+            sel = (offs_n == n)[None, :]
+            An = tl.load(A + offs_d * N + n, mask=d_ok, other=0.0).to(tl.float32)
+            Bt = tl.load(Bm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
+            Ct = tl.load(Cm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
+            # recompute the chunk's states h_t for this n
+            a = tl.exp2(dt * (An * LOG2E)[:, None])
+            bx = dtu * Bt[None, :]
+            bx0 = tl.where(first, a * _column(H0, sel)[:, None] + bx, bx)
+            _, h = tl.associative_scan((a, bx0), 1, _affine)
+            # dh_t = C_t dy_t + a_{t+1} dh_{t+1}: the same composition, run from the end
+            a1 = tl.exp2(dt1 * (An * LOG2E)[:, None])
+            g = dy * Ct[None, :]
+            g = tl.where(last, g + a1 * _column(DHc, sel)[:, None], g)
+            _, dh = tl.associative_scan((a1, g), 1, _affine, reverse=True)
+            DHc = tl.where(sel, _column(dh, first)[:, None], DHc)
+            ah = h - bx  # a_t h_{t-1}
+            ddt += dh * (An[:, None] * ah + Bt[None, :] * u)
+            du += dh * (dt * Bt[None, :])
+            dA_acc += tl.where(sel, tl.sum(dh * dt * ah, 1)[:, None], 0.0)
+            # dB, dC sum over all channels: this program's BD of them, atomically into fp32
+            tl.atomic_add(DB + (b * N + n) * L + t, tl.sum(dh * dtu, 0), mask=t_ok, sem="relaxed")
+            tl.atomic_add(DC + (b * N + n) * L + t, tl.sum(h * dy, 0), mask=t_ok, sem="relaxed")
         if HAS_D:
-            du = du + Dd[:, None] * dy
+            du += Dd[:, None] * dy
             dD_acc += tl.sum(tl.where(m, dy * u, 0.0), 1)
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(dt_raw + bias[:, None])
@@ -276,43 +282,52 @@ def selective_scan_bwd_kernel(
         dbias_acc += tl.sum(ddt, 1)
         tl.store(DU + row + t[None, :], du.to(DU.dtype.element_ty), mask=m)
         tl.store(DDELTA + row + t[None, :], ddt.to(DDELTA.dtype.element_ty), mask=m)
-        # dB, dC sum over all channels: this program's BD of them, atomically into fp32
-        dB = tl.sum(dh * (dt * u)[:, None, :], 0)  # [BN, BL]
-        dC = tl.sum(hs * dy[:, None, :], 0)
-        tl.atomic_add(DB + bn_row + t[None, :], dB, mask=mn, sem="relaxed")
-        tl.atomic_add(DC + bn_row + t[None, :], dC, mask=mn, sem="relaxed")
-    tl.atomic_add(DA + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=dn_ok, sem="relaxed")
+    tl.atomic_add(DA + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=dn_mask, sem="relaxed")
     if HAS_D:
         tl.atomic_add(DD + offs_d, dD_acc, mask=d_ok, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(DBIAS + offs_d, dbias_acc, mask=d_ok, sem="relaxed")
 
 
-def _cfg(which: dict) -> dict:
-    return dict(INTERPRET_CONFIG) if interpreting() else dict(which)
+def _cfg(which: dict, Dm: int, Bt: int) -> dict:
+    if interpreting():
+        return dict(INTERPRET_CONFIG)
+    cfg = dict(which)
+    # fewer channels per program when the grid would leave multiprocessors idle
+    while cfg["BD"] > MIN_BD and triton.cdiv(Dm, cfg["BD"]) * Bt < MIN_PROGRAMS:
+        cfg["BD"] //= 2
+    return cfg
+
+
+def _opt(t, dummy):
+    return t if t is not None else dummy
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, store_last):
+    """-> (out, chunk-start states or None, last state or None, y before the gate or None)."""
     Bt, Dm, L = u.shape
     N = A.shape[1]
-    cfg = _cfg(FWD_CONFIG)
+    cfg = _cfg(FWD_CONFIG, Dm, Bt)
     BD, BL = cfg.pop("BD"), cfg.pop("BL")
     NC = triton.cdiv(L, BL)
+    f32 = dict(device=u.device, dtype=torch.float32)
     out = torch.empty_like(u)
-    h0s = torch.empty(Bt, Dm, NC, N, device=u.device, dtype=torch.float32) if save_states else u
-    hlast = torch.empty(Bt, Dm, N, device=u.device, dtype=torch.float32) if store_last else u
+    h0s = torch.empty(Bt, Dm, NC, N, **f32) if save_states else None
+    hlast = torch.empty(Bt, Dm, N, **f32) if store_last else None
+    ypre = torch.empty_like(u) if save_states and z is not None else None
     selective_scan_fwd_kernel[(triton.cdiv(Dm, BD), Bt)](
         u,
         delta,
         A,
         B,
         C,
-        D if D is not None else u,
-        z if z is not None else u,
-        delta_bias if delta_bias is not None else u,
+        _opt(D, u),
+        _opt(z, u),
+        _opt(delta_bias, u),
         out,
-        h0s,
-        hlast,
+        _opt(ypre, u),
+        _opt(h0s, u),
+        _opt(hlast, u),
         Dm,
         L,
         N,
@@ -327,15 +342,16 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
         STORE_LAST=store_last,
         **cfg,
     )
-    return out, (h0s if save_states else None), (hlast if store_last else None)
+    return out, h0s, hlast, ypre
 
 
-def selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0s, dout, dhlast, BL):
+def selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0s, ypre, dout, dhlast):
     Bt, Dm, L = u.shape
     N = A.shape[1]
-    cfg = _cfg(BWD_CONFIG)
+    cfg = _cfg(BWD_CONFIG, Dm, Bt)
     BD = cfg.pop("BD")
-    cfg.pop("BL")  # the backward reuses the forward's chunks (its saved states)
+    BL = cfg.pop("BL")
+    assert h0s.shape[2] == triton.cdiv(L, BL), "forward and backward chunk lengths differ"
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
@@ -344,27 +360,27 @@ def selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0s, dout,
     dC = torch.zeros(Bt, N, L, **f32)
     dD = torch.zeros(Dm, **f32) if D is not None else None
     dbias = torch.zeros(Dm, **f32) if delta_bias is not None else None
-    dummy = dA
     selective_scan_bwd_kernel[(triton.cdiv(Dm, BD), Bt)](
         u,
         delta,
         A,
         B,
         C,
-        D if D is not None else u,
-        z if z is not None else u,
-        delta_bias if delta_bias is not None else u,
+        _opt(D, u),
+        _opt(z, u),
+        _opt(delta_bias, u),
         dout,
+        _opt(ypre, u),
         h0s,
-        dhlast if dhlast is not None else dummy,
+        _opt(dhlast, dA),
         du,
         ddelta,
         dA,
         dB,
         dC,
-        dD if dD is not None else dummy,
-        dz if dz is not None else du,
-        dbias if dbias is not None else dummy,
+        _opt(dD, dA),
+        _opt(dz, du),
+        _opt(dbias, dA),
         Dm,
         L,
         N,
@@ -390,12 +406,11 @@ class SelectiveScanFunction(torch.autograd.Function):
         A = A.contiguous()
         z = z.contiguous() if z is not None else None
         needs_grad = any(ctx.needs_input_grad[:8])
-        out, h0s, hlast = selective_scan_fwd(
+        out, h0s, hlast, ypre = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, softplus, needs_grad, return_last_state
         )
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0s)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0s, ypre)
         ctx.softplus = softplus
-        ctx.BL = _cfg(FWD_CONFIG)["BL"]
         ctx.dtypes = [t.dtype if t is not None else None for t in (A, B, C, D, delta_bias)]
         if return_last_state:
             return out, hlast
@@ -403,7 +418,7 @@ class SelectiveScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dhlast):
-        u, delta, A, B, C, D, z, delta_bias, h0s = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, h0s, ypre = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, dz, dbias = selective_scan_bwd(
             u,
             delta,
@@ -415,9 +430,9 @@ class SelectiveScanFunction(torch.autograd.Function):
             delta_bias,
             ctx.softplus,
             h0s,
+            ypre,
             dout.contiguous(),
             dhlast.contiguous() if dhlast is not None else None,
-            ctx.BL,
         )
         tA, tB, tC, tD, tbias = ctx.dtypes
         return (

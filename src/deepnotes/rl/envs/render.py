@@ -54,7 +54,7 @@ def draw_grid(
         v = np.asarray(values).reshape(-1)
         for s in range(env.n_states):
             r, c = env.cell(s)
-            y = r + (0.75 if policy is not None else 0.5)
+            y = r + (0.8 if policy is not None else 0.5)
             ax.text(c + 0.5, y, f"{v[s]:.{decimals}f}", ha="center", va="center", fontsize=8)
     if policy is not None:
         pi = np.asarray(policy)
@@ -62,7 +62,7 @@ def draw_grid(
             if env.terminal_mask[s]:
                 continue
             r, c = env.cell(s)
-            cx, cy = c + 0.5, r + (0.38 if values is not None else 0.5)
+            cx, cy = c + 0.5, r + (0.36 if values is not None else 0.5)
             for a in range(env.n_actions):
                 p = pi[s, a]
                 if p < 1e-3:
@@ -73,8 +73,8 @@ def draw_grid(
                         plt.Circle((cx, cy), 0.1 * p + 0.03, fill=False, color="g", lw=1.2)
                     )
                 else:
-                    L = 0.32 * p
-                    ax.arrow(cx, cy, dc * L, dr * L, head_width=0.08, head_length=0.06,
+                    L = 0.22 * p
+                    ax.arrow(cx, cy, dc * L, dr * L, head_width=0.07, head_length=0.06,
                              length_includes_head=False, color="g", lw=1.0)  # fmt: skip
     if agent is not None:
         r, c = env.cell(agent)

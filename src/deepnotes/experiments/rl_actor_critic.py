@@ -1,0 +1,83 @@
+"""`deepnotes run rl-actor-critic`: QAC vs A2C vs off-policy actor-critic on CartPole-v1.
+
+The three actor-critics of the notes, under one budget and evaluation protocol:
+- QAC weights the score grad ln pi by the critic's q(s, a) (no baseline): high variance;
+- A2C weights it by the advantage q - v, estimated from n-step returns;
+- off-policy AC learns pi from a behaviour policy's actions, reweighted by importance
+  ratios pi / beta (lagged copy of pi + epsilon-uniform, and the book's uniform beta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deepnotes.jobs import Context, Result, experiment
+from deepnotes.rl import a2c, off_policy_ac, qac
+
+ALGOS = {
+    "qac": lambda **kw: (qac, qac.QACConfig(**kw)),
+    "a2c": lambda **kw: (a2c, a2c.A2CConfig(**kw)),
+    "off-policy-ac": lambda **kw: (off_policy_ac, off_policy_ac.OffPolicyACConfig(**kw)),
+    "off-policy-ac-uniform": lambda **kw: (
+        off_policy_ac, off_policy_ac.OffPolicyACConfig(behavior="uniform", **kw)),
+}  # fmt: skip
+
+
+@dataclass
+class ActorCriticConfig:
+    algos: list[str] = field(default_factory=lambda: list(ALGOS))  # which actor-critics
+    env_id: str = "CartPole-v1"  # a Discrete-action gymnasium env
+    steps: int = 100_000  # env steps per run
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training seeds
+    eval_every: int = 10_000  # env steps between evaluations
+    eval_episodes: int = 10  # deterministic evaluation episodes
+    threads: int = 1  # torch threads
+
+
+@experiment(
+    "rl-actor-critic",
+    "QAC vs A2C vs off-policy actor-critic (importance sampling) on CartPole",
+    ActorCriticConfig,
+    presets={"smoke": {"steps": 400, "seeds": [0], "eval_every": 200, "eval_episodes": 1}},
+)
+def run(cfg: ActorCriticConfig, ctx: Context) -> Result:
+    unknown = sorted(set(cfg.algos) - set(ALGOS))
+    if unknown:
+        raise ValueError(f"unknown algorithm(s) {unknown}; valid: {sorted(ALGOS)}")
+    torch.set_num_threads(cfg.threads)
+    table, metrics, curves = [], {}, {}
+    jobs = [(a, s) for a in cfg.algos for s in cfg.seeds]
+    for name, seed in ctx.progress(jobs, desc="actor-critic runs"):
+        kw = dict(env_id=cfg.env_id, seed=seed, total_steps=cfg.steps,
+                  eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes)  # fmt: skip
+        module, acfg = ALGOS[name](**kw)
+        _, rec = module.train(acfg)
+        curves[(name, seed)] = rec.curve
+        ctx.log(f"{name} seed {seed}: final {rec.final_return():.1f}")
+        metrics[f"{name}/seed{seed}"] = {
+            "final": rec.final_return(),
+            "train_time_s": rec.train_time,
+            "curve": rec.curve,
+        }
+    fig, ax = ctx.figure(figsize=(7, 4.3))
+    for k, name in enumerate(cfg.algos):
+        finals = [curves[(name, s)][-1]["eval_return"] for s in cfg.seeds]
+        best = [max(c["eval_return"] for c in curves[(name, s)]) for s in cfg.seeds]
+        times = [metrics[f"{name}/seed{s}"]["train_time_s"] for s in cfg.seeds]
+        table.append({"algorithm": name, "steps": cfg.steps, "seeds": len(cfg.seeds),
+                      "final (mean+-std)": f"{np.mean(finals):.1f} +- {np.std(finals):.1f}",
+                      "best eval (mean)": f"{np.mean(best):.1f}",
+                      "train time (s)": f"{np.mean(times):.1f}"})  # fmt: skip
+        for i, s in enumerate(cfg.seeds):
+            c = curves[(name, s)]
+            ax.plot([p["step"] for p in c], [p["eval_return"] for p in c], color=f"C{k}",
+                    alpha=0.8, lw=1.2, label=name if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="env steps", ylabel="eval return", title=f"actor-critics on {cfg.env_id}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "actor_critic.png")
+    notes = ["wall times: torch single-threaded on a CPU shared with other jobs (noisy)"]
+    return Result(metrics=metrics, table=table, notes=notes)

@@ -36,7 +36,10 @@ IMPLS = {
 
 @dataclass
 class MaxGapBenchConfig:
-    sizes: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000, 1_000_000])
+    sizes: list[int] = field(
+        default_factory=lambda: [1_000, 10_000, 100_000, 300_000, 1_000_000, 3_000_000]
+    )
+    fit_from: int = 10_000  # scaling exponents from here up (fixed call overheads below)
     high: int = 2**62  # values uniform in [-high, high): a range far beyond n
     repeat: int = 5  # timed repeats per point (median)
     max_seconds: float = 10.0  # stop repeating a point after this long
@@ -46,7 +49,7 @@ class MaxGapBenchConfig:
     "maxgap",
     "maximum gap: O(n) bucket method (Python, numpy) vs sorting, n = 1e3..1e6",
     MaxGapBenchConfig,
-    presets={"smoke": {"sizes": [100, 1_000, 5_000], "repeat": 2}},
+    presets={"smoke": {"sizes": [100, 1_000, 5_000], "repeat": 2, "fit_from": 100}},
 )
 def bench_maxgap(cfg: MaxGapBenchConfig, ctx: Context) -> Result:
     rng = np.random.default_rng(ctx.seed)
@@ -81,6 +84,7 @@ def bench_maxgap(cfg: MaxGapBenchConfig, ctx: Context) -> Result:
         f"at n={n_max}: pure-Python bucket / Python sorted+scan = "
         f"{metrics['python_bucket_over_sorted']:.2f}x the time; numpy bucket / np.sort+diff = "
         f"{metrics['numpy_bucket_over_np_sort']:.2f}x (below 1 means the bucket method wins)",
+        f"scaling exponents: log-log slope of time against n for n >= {cfg.fit_from}",
         "random int64 in [-2^62, 2^62); shared 2-core machine, times are noisy",
     ]
     fig, ax = ctx.figure(figsize=(7, 5))
@@ -100,5 +104,8 @@ def bench_maxgap(cfg: MaxGapBenchConfig, ctx: Context) -> Result:
     ax.legend(fontsize=8)
     ctx.savefig(fig, "maxgap_scaling.png")
     return Result(
-        metrics=metrics, table=rows, columns=["impl", "n", "ms", "ns_per_item"], notes=notes
+        metrics=metrics,
+        table=rows,
+        columns=["impl", "n", "ms", "ns_per_item", "time_vs_sort"],
+        notes=notes,
     )

@@ -48,9 +48,13 @@ class Word2VecConfig:
     threads: int = 1  # torch threads for ours: small ops, a shared 2-core machine
     gensim: bool = True  # train the peer in the same run
     gensim_workers: int = 2  # gensim's worker threads (its C/Cython loop scales with them)
+    seeds: int = 1  # repeat every training with seeds seed, seed+1, ...; means are compared
     neighbours: list[str] = field(
         default_factory=lambda: ["god", "king", "david", "water", "love", "jerusalem"]
     )
+
+
+QUALITY = ("wordsim353_rho", "simlex999_rho", "analogy_acc")
 
 
 def _evaluate(words, vectors) -> dict:
@@ -121,51 +125,63 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     rows, metrics, notes, losses = [], {}, [], {}
+    impls = ["deepnotes", "gensim"] if cfg.gensim else ["deepnotes"]
     try:
         for arch in cfg.archs:
-            ours = Word2Vec(
-                arch,
-                dim=cfg.dim,
-                window=cfg.window,
-                min_count=cfg.min_count,
-                sample=cfg.sample,
-                negative=cfg.negative,
-                lr=cfg.lr,
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                impl=cfg.impl,
-                cbow_update=cfg.cbow_update,
-                device=ctx.device,
-                seed=ctx.seed,
-            )
-            stats = ours.fit(sentences, progress=ctx.progress)
-            losses[arch] = stats.losses
-            runs = [("deepnotes", ours.vocab.words, ours.vectors, stats.seconds, stats.words)]
+            for rep in range(cfg.seeds):
+                seed = ctx.seed + rep
+                ours = Word2Vec(
+                    arch,
+                    dim=cfg.dim,
+                    window=cfg.window,
+                    min_count=cfg.min_count,
+                    sample=cfg.sample,
+                    negative=cfg.negative,
+                    lr=cfg.lr,
+                    epochs=cfg.epochs,
+                    batch_size=cfg.batch_size,
+                    impl=cfg.impl,
+                    cbow_update=cfg.cbow_update,
+                    device=ctx.device,
+                    seed=seed,
+                )
+                stats = ours.fit(sentences, progress=ctx.progress)
+                losses[f"{arch} seed {seed}"] = stats.losses
+                runs = [("deepnotes", ours.vocab.words, ours.vectors, stats.seconds, stats.words)]
+                if cfg.gensim:
+                    ctx.log(f"gensim {arch} seed {seed} ...")
+                    runs.append(("gensim", *_gensim(cfg, arch, sentences, seed)))
+                for impl, words, vectors, seconds, n_words in runs:
+                    row = {
+                        "arch": arch,
+                        "impl": impl,
+                        "seed": seed,
+                        "vocab": len(words),
+                        "train_s": seconds,
+                        "words_per_s": n_words / seconds,
+                        **_evaluate(words, vectors),
+                    }
+                    rows.append(row)
+                    if rep == 0:
+                        for w in cfg.neighbours:
+                            key = f"{arch}/{impl}/neighbours/{w}"
+                            metrics[key] = nearest(words, vectors, w, 5)
+            for impl in impls:
+                mine = [r for r in rows if r["arch"] == arch and r["impl"] == impl]
+                summary = {"arch": arch, "impl": f"{impl} mean", "seed": f"{len(mine)} seeds"}
+                for k in (*QUALITY, "words_per_s"):
+                    vals = np.array([r[k] for r in mine], dtype=np.float64)
+                    summary[k] = float(vals.mean())
+                    if len(vals) > 1:
+                        summary[f"{k}_std"] = float(vals.std(ddof=1))
+                    metrics[f"{arch}/{k}/{impl}"] = summary[k]
+                rows.append(summary)
             if cfg.gensim:
-                ctx.log(f"gensim {arch} ...")
-                runs.append(("gensim", *_gensim(cfg, arch, sentences, ctx.seed)))
-            for impl, words, vectors, seconds, n_words in runs:
-                row = {
-                    "arch": arch,
-                    "impl": impl,
-                    "vocab": len(words),
-                    "train_s": seconds,
-                    "words_per_s": n_words / seconds,
-                    **_evaluate(words, vectors),
-                }
-                rows.append(row)
-                for w in cfg.neighbours:
-                    metrics[f"{arch}/{impl}/neighbours/{w}"] = nearest(words, vectors, w, 5)
-            if cfg.gensim:
-                a, b = rows[-2], rows[-1]
-                for k in ("wordsim353_rho", "simlex999_rho", "analogy_acc"):
-                    metrics[f"{arch}/{k}/deepnotes"] = a[k]
-                    metrics[f"{arch}/{k}/gensim"] = b[k]
-                    metrics[f"{arch}/{k}/diff"] = a[k] - b[k]
-                for k in ("wordsim353_rho", "simlex999_rho"):
-                    metrics[f"{arch}/{k}/within_0.05"] = abs(a[k] - b[k]) <= 0.05
-                metrics[f"{arch}/words_per_s/deepnotes"] = a["words_per_s"]
-                metrics[f"{arch}/words_per_s/gensim"] = b["words_per_s"]
+                for k in QUALITY:
+                    diff = metrics[f"{arch}/{k}/deepnotes"] - metrics[f"{arch}/{k}/gensim"]
+                    metrics[f"{arch}/{k}/diff"] = diff
+                    if k.endswith("_rho"):
+                        metrics[f"{arch}/{k}/within_0.05"] = abs(diff) <= 0.05
     finally:
         torch.set_num_threads(old_threads)
     r0 = rows[0]
@@ -181,6 +197,13 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
         f"device {ctx.device}; gensim: optimised C/Cython, {cfg.gensim_workers} workers, one "
         "example per update. Shared 2-core machine: words/s are noisy."
     )
+    if cfg.seeds > 1:
+        for r in (r for r in rows if str(r["impl"]).endswith("mean")):
+            parts = [
+                f"{k} {r[k]:.3f} +- {r.get(k + '_std', float('nan')):.3f}"
+                for k in (*QUALITY, "words_per_s")
+            ]
+            notes.append(f"{r['arch']} {r['impl']} over {cfg.seeds} seeds: " + ", ".join(parts))
     for arch in cfg.archs:
         for w in cfg.neighbours:
             pair = [
@@ -194,6 +217,7 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
         columns=[
             "arch",
             "impl",
+            "seed",
             "vocab",
             "train_s",
             "words_per_s",
@@ -208,6 +232,7 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
 
 def _plot(rows, losses, ctx: Context) -> None:
     fig, (ax, ax2, ax3) = ctx.figure(1, 3, figsize=(15, 4))
+    rows = [r for r in rows if str(r["impl"]).endswith("mean")]  # the per-seed means
     labels = [f"{r['arch']}\n{r['impl']}" for r in rows]
     x = np.arange(len(rows))
     for off, key in ((-0.25, "wordsim353_rho"), (0.0, "simlex999_rho"), (0.25, "analogy_acc")):
@@ -220,8 +245,8 @@ def _plot(rows, losses, ctx: Context) -> None:
     ax2.set_xticks(x, labels, fontsize=8)
     ax2.set_yscale("log")
     ax2.set_title("training words / s (log)")
-    for arch, ls in losses.items():
-        ax3.plot(range(1, len(ls) + 1), ls, marker="o", label=f"ours {arch}")
+    for name, ls in losses.items():
+        ax3.plot(range(1, len(ls) + 1), ls, marker="o", label=f"ours {name}")
     ax3.set_xlabel("epoch")
     ax3.set_ylabel("mean loss per example")
     ax3.legend()

@@ -21,6 +21,7 @@ path: SDPA with torch's own backend choice ("sdpa"), SDPA forced to one backend 
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from deepnotes.jobs import Context, Result, suite
 from deepnotes.models import gpt_baseline as G
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train import TrainConfig, Trainer
-from deepnotes.utils.env import device_name
+from deepnotes.utils.env import device_name, versions
 from deepnotes.utils.io import atomic_write_json
 
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
@@ -151,6 +152,9 @@ def measure(
     import torch._inductor.config as inductor_config
 
     inductor_config.coordinate_descent_tuning = tuned
+    # a row must compile its own graph: the SDPA backend flags are not part of the key of
+    # inductor's FX-graph cache, so a cached graph could carry another row's kernel choice
+    inductor_config.fx_graph_cache = False
     if attention not in ATTENTION:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTION)}")
     if device.type == "cuda":
@@ -254,7 +258,9 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
                 torch.cuda.empty_cache()
                 _set_sdpa_backend("default")
         ctx.log(f"lm-mfu: {rows[-1]}")
-        atomic_write_json(ctx.out / "rows_so_far.json", rows)  # survives a later crash
+        partial = {"device": device_name(ctx.device), "versions": versions(), "rows": rows,
+                   "command": " ".join(["deepnotes", *sys.argv[1:]])}  # fmt: skip
+        atomic_write_json(ctx.out / "rows_so_far.json", partial)  # survives a crash/timeout
     done = [r for r in rows if "tokens_per_s" in r]
     metrics: dict = {}
     notes = []

@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     model = LM(lm_cfg).to(device)
     batches = data.train_batches(cfg.batch_size, cfg.seq_len, device=device, rank=info.rank,
                                  world_size=info.world_size)  # fmt: skip
-    eval_fn = lm_eval_fn(data, batch_size=max(1, cfg.batch_size // info.world_size),
-                         seq_len=cfg.seq_len, max_batches=args.eval_batches)  # fmt: skip
+    # every rank scores the same validation windows as a single process would: smaller
+    # batches (memory), proportionally more of them
+    eval_bs = max(1, cfg.batch_size // info.world_size)
+    eval_fn = lm_eval_fn(data, batch_size=eval_bs, seq_len=cfg.seq_len,
+                         max_batches=args.eval_batches * (cfg.batch_size // eval_bs))  # fmt: skip
     trainer = Trainer(model, cfg, batches, eval_fn=eval_fn)
     try:
         history = trainer.fit()
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 "train_config": dataclasses.asdict(cfg), "lm_config": dataclasses.asdict(lm_cfg),
                 "data": data.describe(), "world_size": info.world_size,
                 "device": str(device), "device_name": device_name(device),
-                "versions": versions(), "command": " ".join(sys.argv),
+                "versions": versions(),
+                "command": " ".join(["python -m deepnotes.train", *sys.argv[1:]]),
             }  # fmt: skip
             for k, v in summary.items():
                 print(f"{k}: {v}")

@@ -1,6 +1,6 @@
 """The training machinery on CUDA: fused AdamW, bf16/fp16 autocast, GradScaler, decoding.
 
-Run with `bash scripts/gpu_check.sh` (or `pytest -m gpu tests/train`) on a CUDA machine.
+Run with `pytest -m gpu tests/train` on a CUDA machine.
 """
 
 from __future__ import annotations

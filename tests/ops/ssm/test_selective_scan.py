@@ -1,5 +1,5 @@
-"""Selective scan: parallel (chunked Hillis-Steele) form vs the sequential reference, and the
-reference vs the closed-form sum it implements."""
+"""Selective scan: the chunked forms (parallel Hillis-Steele and sequential chunks) vs the
+sequential reference, and the reference vs the closed-form sum it implements."""
 
 from __future__ import annotations
 
@@ -49,20 +49,26 @@ def test_reference_matches_closed_form(L, seed):
     assert_close(y, closed_form(x["u"], x["delta"].exp(), x["A"], x["B"], x["C"]))
 
 
+ALGOS = ["parallel", "sequential"]
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
 @pytest.mark.parametrize("L,chunk", [(1, 64), (63, 64), (64, 16), (130, 64), (100, 7)])
-def test_parallel_matches_sequential_fp64(L, chunk, seed):
+def test_chunked_matches_reference_fp64(L, chunk, algorithm, seed):
     x = make_inputs(2, 6, 5, L)
     kw = dict(delta_softplus=True, return_last_state=True)
     y_ref, h_ref = naive_selective_scan(**x, **kw)
-    y, h = torch_selective_scan(**x, **kw, chunk_size=chunk)
+    y, h = torch_selective_scan(**x, **kw, chunk_size=chunk, algorithm=algorithm)
     assert_close(y, y_ref, what="y")
     assert_close(h, h_ref, what="last state")
 
 
-def test_parallel_matches_sequential_fp32(seed):
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_chunked_matches_reference_fp32(algorithm, seed):
     x = make_inputs(2, 8, 16, 150, dtype=torch.float32)
     y_ref = naive_selective_scan(**x, delta_softplus=True)
-    assert_close(torch_selective_scan(**x, delta_softplus=True), y_ref, what="fp32 y")
+    y = torch_selective_scan(**x, delta_softplus=True, algorithm=algorithm)
+    assert_close(y, y_ref, what="fp32 y")
 
 
 def test_optional_arguments(seed):
@@ -76,12 +82,13 @@ def test_optional_arguments(seed):
     assert_close(y_dz, expected, what="D skip and silu(z) gate")
 
 
+@pytest.mark.parametrize("algorithm", ALGOS)
 @pytest.mark.parametrize("L,chunk", [(37, 16), (64, 64)])
-def test_gradients_match(L, chunk, seed):
+def test_gradients_match(L, chunk, algorithm, seed):
     x = make_inputs(2, 4, 3, L, requires_grad=True)
     kw = dict(delta_softplus=True, return_last_state=True)
     y_ref, h_ref = naive_selective_scan(**x, **kw)
-    y, h = torch_selective_scan(**x, **kw, chunk_size=chunk)
+    y, h = torch_selective_scan(**x, **kw, chunk_size=chunk, algorithm=algorithm)
     gy, gh = torch.randn_like(y), torch.randn_like(h)
     names = list(x)
     g_ref = torch.autograd.grad((y_ref * gy).sum() + (h_ref * gh).sum(), list(x.values()))
@@ -90,9 +97,12 @@ def test_gradients_match(L, chunk, seed):
         assert_close(a, b, what=f"grad {n}")
 
 
-def test_gradcheck_parallel(seed):
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_gradcheck_chunked(algorithm, seed):
     x = make_inputs(1, 2, 2, 9, requires_grad=True)
-    f = lambda *args: torch_selective_scan(*args, delta_softplus=True, chunk_size=4)
+    f = lambda *args: torch_selective_scan(
+        *args, delta_softplus=True, chunk_size=4, algorithm=algorithm
+    )
     order = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
     assert torch.autograd.gradcheck(f, tuple(x[k] for k in order))
 

@@ -182,16 +182,14 @@ def hippo_online(
         kw["theta"] = float(theta)
     A, B = transition(measure, N, **kw)
     A, B = A.to(f.dtype), B.to(f.dtype)
-    if measure == "legs":
-        steps = 1.0 / torch.arange(1, L + 1, dtype=f.dtype)
-        dA, dB = discretize(A, B, steps, method)  # [L, N, N], [L, N]
-    else:
+    if measure != "legs":
         dA, dB = discretize(A, B, dt if measure == "lagt" else 1.0, method)
-        dA, dB = dA.expand(L, N, N), dB.expand(L, N)
     c = f.new_zeros(*f.shape[:-1], N)
     out = []
     for k in range(L):
-        c = c @ dA[k].T + f[..., k, None] * dB[k]
+        if measure == "legs":  # time-varying: c' = (1/t)(A c + B f) at t = k + 1
+            dA, dB = discretize(A, B, 1.0 / (k + 1), method)
+        c = c @ dA.T + f[..., k, None] * dB
         out.append(c)
     return torch.stack(out, -2)
 

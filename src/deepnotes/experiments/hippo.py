@@ -120,8 +120,10 @@ def _plot(cfg, ctx, rows, recs, s1, f1, sS, fS):
     Ns = [r["N"] for r in rows]
     for key, style in (("legs", "o-"), ("legt", "s-"), (f"legs_x{S}", "o:"), (f"legt_x{S}", "s:")):
         ax.semilogy(Ns, [r[key] for r in rows], style, label=key)
-    ax.set(title="relative error vs state size N", xlabel="N", xscale="log")
+    ax.set(title="relative error vs state size N", xlabel="N")
+    ax.set_xscale("log", base=2)
     ax.set_xticks(Ns, [str(v) for v in Ns])
+    ax.minorticks_off()
     for a in axes:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)

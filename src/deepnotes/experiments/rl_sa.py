@@ -74,9 +74,11 @@ def run(cfg: SAConfig, ctx: Context) -> Result:
     ax.set(xscale="log", xlabel="k", ylabel="w_k", title="RM: tanh(w - 1) = 0, w1 = 3, a_k = 1/k")
     for name, val in [
         ("noise-free", clean[-1]),
-        (f"noise {cfg.tanh_noise}, mean of seeds", np.mean(finals)),
+        (f"noise {cfg.tanh_noise}, worst of {len(finals)} seeds", finals),
     ]:
-        err = abs(val - 1.0)
+        val = np.atleast_1d(val)
+        err = float(np.abs(val - 1.0).max())
+        val = float(val[np.abs(val - 1.0).argmax()])
         table.append({"problem": "RM tanh(w-1)", "setting": name, "w_n": val, "target": 1.0,
                       "|w_n - target|": err, "converged": err < cfg.tolerance})  # fmt: skip
     metrics["rm_tanh_errors"] = [abs(f - 1.0) for f in finals]
@@ -104,10 +106,12 @@ def run(cfg: SAConfig, ctx: Context) -> Result:
     table.append({"problem": "RM w^3-5", "setting": "literal (no projection)",
                   "w_n": f"|w_{blown + 1}| > 1e6 (diverged)", "target": ROOT,
                   "|w_n - target|": float("inf"), "converged": False})  # fmt: skip
-    table.append({"problem": "RM w^3-5", "setting": f"projected on {cfg.project}, mean of seeds",
-                  "w_n": np.mean(finals), "target": ROOT,
-                  "|w_n - target|": max(abs(f - ROOT) for f in finals),
-                  "converged": max(abs(f - ROOT) for f in finals) < cfg.tolerance})  # fmt: skip
+    errs = [abs(f - ROOT) for f in finals]
+    worst = int(np.argmax(errs))
+    table.append({"problem": "RM w^3-5",
+                  "setting": f"projected on {cfg.project}, worst of {len(finals)} seeds",
+                  "w_n": finals[worst], "target": ROOT, "|w_n - target|": errs[worst],
+                  "converged": errs[worst] < cfg.tolerance})  # fmt: skip
     metrics["rm_cubic_literal_first_iterates"] = lit[:4]
     metrics["rm_cubic_projected_errors"] = [abs(f - ROOT) for f in finals]
 

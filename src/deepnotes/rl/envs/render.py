@@ -25,10 +25,12 @@ def draw_grid(
     ax=None,
     agent: int | None = None,
     decimals: int = 1,
+    min_prob: float = 0.05,
 ):
     """Draw `env` on `ax` (a new figure if None); return the axes.
 
-    values: [S] state values written in each cell; policy: [S, A] action probabilities.
+    values: [S] state values written in each cell; policy: [S, A] action probabilities
+    (actions below `min_prob` are not drawn, e.g. the exploration mass of epsilon-greedy).
     """
     plt = pyplot()
     if ax is None:
@@ -65,7 +67,7 @@ def draw_grid(
             cx, cy = c + 0.5, r + (0.36 if values is not None else 0.5)
             for a in range(env.n_actions):
                 p = pi[s, a]
-                if p < 1e-3:
+                if p < min_prob:
                     continue
                 dr, dc = MOVES[a]
                 if (dr, dc) == (0, 0):

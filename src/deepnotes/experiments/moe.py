@@ -138,6 +138,12 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
                 "val_bpb": r.final.get("val_bpb"),
                 "balance_loss": last.get("balance_loss"),
                 "drop_frac": last.get("drop_frac"),
+                "drop_frac_mean": (
+                    sum(h["drop_frac"] for h in r.history if "drop_frac" in h)
+                    / max(1, sum("drop_frac" in h for h in r.history))
+                    if lm_cfg.moe_experts
+                    else None
+                ),
                 "max_load": max(loads[-1]) if loads else None,
                 "tokens_per_s": round(r.steady_tokens_per_s),
             }
@@ -163,5 +169,7 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
         "active_params counts the experts a token uses (top_k of E); params counts them all",
         "load: share of the N*k routing assignments each expert served in the last training "
         "batch; the gap to 1 at the top of the stacked plot is the dropped share",
+        "drop_frac: dropped share of the last training batch; drop_frac_mean: averaged over "
+        "the logged batches of the run",
     ]
     return Result(metrics=metrics, table=table, notes=notes, columns=list(table[0]))

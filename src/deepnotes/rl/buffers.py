@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepnotes.rl.common import true_next_obs
+
 
 def compute_gae(
     rewards: torch.Tensor,
@@ -137,8 +139,6 @@ def collect_rollout(
     next_values is V(s_{t+1}) of the true next state, computed for the final observation where
     an episode was truncated (terminated ones are masked out by GAE anyway).
     """
-    from deepnotes.rl.common import true_next_obs
-
     T = buf.T
     fixes = []  # (t, env indices, V(final obs)) for truncated episodes
     for t in range(T):

@@ -135,8 +135,10 @@ def evaluate(
     """Undiscounted return of `n_episodes` episodes; episode i starts from `reset(seed=seed+i)`.
 
     act: maps one observation batch [1, obs_dim] to actions [1, ...] (deterministic).
+    Continuous actions are clipped to the action space's bounds.
     """
     env = make_env(env_id, **(env_kwargs or {}))
+    low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
     returns = []
     try:
         for i in range(n_episodes):
@@ -144,6 +146,8 @@ def evaluate(
             total, done = 0.0, False
             while not done:
                 a = act(np.asarray(obs)[None])[0]
+                if low is not None:
+                    a = np.clip(a, low, high)
                 obs, r, term, trunc, _ = env.step(a)
                 total += float(r)
                 done = term or trunc

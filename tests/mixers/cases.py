@@ -27,4 +27,8 @@ GRADCHECK_KWARGS: dict[str, dict] = {
     "s4d": {"d_state": 2, "chunk_size": 4},
     "s4": {"d_state": 2, "chunk_size": 4},
     "mamba": {"d_state": 2, "expand": 1},
+    "strided_sparse": {"stride": 4, "query_block": 64},  # one query block: no recompute loop
+    "performer": {"n_features": 8},
+    "gau_quad": {"qk_dim": 8},
+    "gau_flash": {"qk_dim": 8, "chunk_size": 4},
 }

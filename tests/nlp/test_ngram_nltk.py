@@ -138,3 +138,23 @@ def test_kneser_ney_equals_nltk_except_first_words(n, kjv, seed):
     predicted = got[first] + g_top * (nltk_gamma - gamma) * lower
     assert_log_equal(predicted, want[first], "kneser-ney first words, nltk's weight")
     assert (np.abs(np.log(got[first]) - np.log(want[first])) > 1e-9).any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mle", "laplace", "kneser-ney"])
+def test_full_size_agreement(name, kjv, seed):
+    """5,000 KJV sentences (about 150k tokens), trigrams; KN on 300 random n-grams."""
+    rng = np.random.default_rng(seed)
+    train, test = kjv[:5000], kjv[5000:5300]
+    n = 3
+    if name == "kneser-ney":
+        ours = KneserNey(n, discount=[0.0, 0.1, 0.1], min_count=CUTOFF, padding="nltk")
+        theirs = nltk_model(nltk_lm.KneserNeyInterpolated, n, train, discount=0.1)
+    else:
+        make, nltk_cls, kw = CASES[name]
+        ours, theirs = make(n), nltk_model(nltk_cls, n, train, **kw)
+    ours.fit(train)
+    qs = [q for q in queries(test, n) if not all(t == "<s>" for t in q[:-1])]
+    if name == "kneser-ney":
+        qs = [qs[i] for i in rng.choice(len(qs), 300, replace=False)]
+    assert_log_equal(ours.score_ngrams(qs), [theirs.score(q[-1], q[:-1]) for q in qs], name)

@@ -236,3 +236,43 @@ def test_bad_arguments():
         Word2Vec(dim=0)
     with pytest.raises(ValueError, match="min_count"):
         Word2Vec(min_count=5).fit([["a", "b"]])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cbow", [False, True])
+def test_cuda_step_equals_cpu_step(cbow, seed):
+    """The written-out step on CUDA equals the same step on the CPU (float64), and both
+    paths run on the GPU."""
+    V, d, B, K = 300, 32, 256, 5
+    cpu = SGNS(V, d).double()
+    with torch.no_grad():
+        cpu.out.weight.normal_()
+    gpu = SGNS(V, d).double().cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    ctx = torch.randint(0, V, (B, 6)) if cbow else torch.randint(0, V, (B,))
+    center, neg = torch.randint(0, V, (B,)), torch.randint(0, V, (B, K))
+    cpu.sgd_step(ctx, center, neg, 0.05)
+    gpu.sgd_step(ctx.cuda(), center.cuda(), neg.cuda(), 0.05)
+    assert_close(gpu.inp.weight.cpu(), cpu.inp.weight, what="input vectors")
+    assert_close(gpu.out.weight.cpu(), cpu.out.weight, what="output vectors")
+    loss = gpu.loss(ctx.cuda(), center.cuda(), neg.cuda())
+    loss.backward()
+    assert gpu.inp.weight.grad.is_sparse and gpu.inp.weight.grad.is_cuda
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_separates_topics(seed):
+    rng = random.Random(seed)
+    a, b = [f"a{i}" for i in range(8)], [f"b{i}" for i in range(8)]
+    sents = [rng.choices(a if rng.random() < 0.5 else b, k=8) for _ in range(150)]
+    for impl in ("manual", "autograd"):
+        m = Word2Vec(dim=16, window=2, min_count=1, sample=0, epochs=4, lr=0.05, batch_size=64,
+                     impl=impl, device="cuda", seed=seed)  # fmt: skip
+        m.fit(sents)
+        v = m.vectors / np.linalg.norm(m.vectors, axis=1, keepdims=True)
+        topic = np.array([w[0] == "a" for w in m.vocab.words])
+        sims = v @ v.T
+        within = sims[np.ix_(topic, topic)].mean() + sims[np.ix_(~topic, ~topic)].mean()
+        assert within > 2 * sims[np.ix_(topic, ~topic)].mean() + 0.5

@@ -10,7 +10,7 @@ Skip-gram uses h = v_c and predicts the center from each context word, as word2v
 Embeddings are `nn.Embedding(sparse=True)`: a step touches only the rows in the batch. Two
 equivalent training paths (tested equal): impl="autograd" backpropagates to sparse
 gradients and applies them with plain SGD (`sparse_sgd_`, as `torch.optim.SGD` does);
-impl="manual" (default, about 2x faster on CPU) writes the same gradient out and applies it
+impl="manual" (default, 1.5-2x faster on CPU) writes the same gradient out and applies it
 with `index_add_` (`SGNS.sgd_step`).
 The learning rate decays linearly from `lr` to `lr * 1e-4` over all pairs of all epochs
 (word2vec's schedule). Initialisation as word2vec.c:

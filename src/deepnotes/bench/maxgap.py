@@ -48,7 +48,7 @@ class MaxGapBenchConfig:
 
 @suite(
     "maxgap",
-    "maximum gap: O(n) bucket method (Python, numpy) vs sorting, n = 1e3..1e6",
+    "maximum gap: O(n) bucket method (Python, numpy) vs sorting, n = 1e3..3e6",
     MaxGapBenchConfig,
     presets={"smoke": {"sizes": [100, 1_000, 5_000], "repeat": 2, "fit_from": 100}},
 )

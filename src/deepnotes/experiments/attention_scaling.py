@@ -29,6 +29,7 @@ from deepnotes.layers.init import init_std
 from deepnotes.mixers.softmax import SoftmaxAttention
 from deepnotes.models.lm import LMConfig
 from deepnotes.train import TrainConfig
+from deepnotes.utils.io import atomic_write_json
 
 # name -> (init scheme, attention_scale): None = 1/sqrt(d_head), 1.0 = no division
 VARIANTS = {
@@ -272,11 +273,12 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
         {f"var_qk_scaled_d{d}": by[(d, "iid N(0,1), 1/sqrt(d)")]["var_qk"] for d in cfg.dims}
     )
     metrics.update({f"val_loss[{row['variant']}]": row["val_loss"] for row in table})
-    metrics["init_sweep"] = init_rows  # every (d, case): Var(q.k), theory, row entropy, max p
+    # every (d, case) of part 1: Var(q.k), theory, row entropy, max p
+    atomic_write_json(ctx.out / "init_sweep.json", init_rows)
     notes = [
         f"at d = {dmax}: Var(q.k) = {by[(dmax, 'iid N(0,1), no scale')]['var_qk']:.1f} "
         f"unscaled (theory {dmax}), {by[(dmax, 'iid N(0,1), 1/sqrt(d)')]['var_qk']:.3f} "
-        "scaled (theory 1); full sweep in results.json 'metrics' and qk_variance.png",
+        "scaled (theory 1); full sweep in init_sweep.json and qk_variance.png",
         "normal(0.02) at head dim d with d_model = d: Var = d (0.02^2 d)^2, tiny for small d",
     ]
     return Result(metrics=metrics, table=table, notes=notes, columns=list(table[0]))

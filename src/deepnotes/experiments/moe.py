@@ -20,6 +20,7 @@ from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.moe import MoE
 from deepnotes.models.lm import LMConfig
 from deepnotes.train import TrainConfig
+from deepnotes.utils.io import atomic_write_json
 
 VARIANTS = ("dense", "switch", "top2")
 
@@ -165,11 +166,17 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
             ax.legend(fontsize=7, loc="lower right")
         ctx.savefig(fig, "expert_load.png")
     metrics = {f"val_loss[{row['variant']}]": row["val_loss"] for row in table}
+    history = {  # per MoE run: [step, drop_frac, balance_loss, load of each expert ...]
+        name: [[h["step"], h["drop_frac"], h["balance_loss"], *h["load"]]
+               for h in r.history if "load" in h]
+        for name, r in moe_runs.items()
+    }  # fmt: skip
+    atomic_write_json(ctx.out / "expert_load.json", history)
     notes = [
         "active_params counts the experts a token uses (top_k of E); params counts them all",
         "load: share of the N*k routing assignments each expert served in the last training "
         "batch; the gap to 1 at the top of the stacked plot is the dropped share",
         "drop_frac: dropped share of the last training batch; drop_frac_mean: averaged over "
-        "the logged batches of the run",
+        "the logged batches of the run; the whole history is in expert_load.json",
     ]
     return Result(metrics=metrics, table=table, notes=notes, columns=list(table[0]))

@@ -3,6 +3,6 @@ Mamba selective scan (sequential reference `naive_selective_scan`, chunked paral
 `torch_selective_scan`, public dispatcher `selective_scan`)."""
 
 from deepnotes.ops.ssm.naive import naive_selective_scan
-from deepnotes.ops.ssm.selective_scan import selective_scan, torch_selective_scan
+from deepnotes.ops.ssm.scan import selective_scan, torch_selective_scan
 
 __all__ = ["naive_selective_scan", "selective_scan", "torch_selective_scan"]

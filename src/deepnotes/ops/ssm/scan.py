@@ -18,8 +18,6 @@ Inside a chunk, two algorithms (`algorithm=`):
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.utils.checkpoint import checkpoint
 
@@ -31,8 +29,6 @@ from deepnotes.ops.ssm.naive import (
     naive_selective_scan,
     prepare_delta,
 )
-
-BACKENDS = ("auto", "triton", "torch")
 
 
 def scan_chunk(u, delta, A, B, C, h0):
@@ -60,11 +56,11 @@ def scan_chunk(u, delta, A, B, C, h0):
 def scan_chunk_sequential(u, delta, A, B, C, h):
     """The same chunk one step at a time (same arguments and results as `scan_chunk`)."""
     du = delta * u
-    ys = []
+    hs = []
     for t in range(u.shape[-1]):
         h = torch.exp(delta[:, :, t, None] * A) * h + du[:, :, t, None] * B[:, None, :, t]
-        ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
-    return torch.stack(ys, dim=-1), h
+        hs.append(h)
+    return torch.einsum("bdln,bnl->bdl", torch.stack(hs, dim=2), C), h
 
 
 ALGORITHMS = {"parallel": scan_chunk, "sequential": scan_chunk_sequential}
@@ -120,18 +116,6 @@ def torch_selective_scan(
         ys.append(y)
     out = finish_output(torch.cat(ys, dim=-1), u, D, z, dtype_in)
     return (out, h) if return_last_state else out
-
-
-def resolve_backend(backend: str) -> str:
-    """The backend asked for: the argument unless "auto", else DEEPNOTES_KERNELS, else auto."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        env = os.environ.get("DEEPNOTES_KERNELS", "auto")
-        if env not in BACKENDS:
-            raise ValueError(f"DEEPNOTES_KERNELS must be one of {BACKENDS}, got {env!r}")
-        backend = env
-    return backend
 
 
 def _triton_problem(u, A) -> str | None:

@@ -83,12 +83,13 @@ def test_arena_resume_reuses_finished_mixers(tmp_path, monkeypatch):
 
 def test_mfu_flops_formula():
     # GPT-2 small: N ~ 124M (tied head, no position table) -> ~855 MFLOP per token at T=1024
-    model = GPT(GPTConfig())
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = GPT(GPTConfig())
+        ours = LM(LMConfig(vocab_size=50304, d_model=768, n_layers=12, n_heads=12, max_len=1024))
     n = model.num_params(non_embedding=True)
     assert 123_000_000 < n < 125_000_000
     fpt = flops_per_token(n, 12, 12, 64, 1024)
     assert fpt == 6 * n + 12 * 12 * 12 * 64 * 1024
-    ours = LM(LMConfig(vocab_size=50304, d_model=768, n_layers=12, n_heads=12, max_len=1024))
     # same matmul shapes; ours has no biases
     assert 0 < n - ours.num_params(non_embedding=True) < 200_000
 

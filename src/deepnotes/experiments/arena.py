@@ -42,7 +42,7 @@ from deepnotes.experiments.lm_common import (
 )
 from deepnotes.generate import generate
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.models.lm import LMConfig, _accepts
+from deepnotes.models.lm import LMConfig, accepts_kwarg
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.timing import peak_memory_bytes
@@ -92,7 +92,7 @@ def select_mixers(cfg: ArenaConfig) -> list[str]:
 
 
 def lm_config(cfg: ArenaConfig, mixer: str, vocab: int) -> LMConfig:
-    n_heads = cfg.n_heads if _accepts(M.get(mixer), "n_heads") else None
+    n_heads = cfg.n_heads if accepts_kwarg(M.get(mixer), "n_heads") else None
     return LMConfig(
         vocab_size=vocab, d_model=cfg.d_model, n_layers=cfg.n_layers,
         max_len=max(cfg.seq_len, len(cfg.prompt.encode()) + cfg.gen_tokens),

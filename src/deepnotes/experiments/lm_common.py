@@ -114,7 +114,7 @@ def train_lm(
         pending.append(out["loss"])
         last = trainer.step == tcfg.steps
         evaluate = last or trainer.step % eval_every == 0
-        if evaluate or last or trainer.step % log_every == 0:
+        if evaluate or trainer.step % log_every == 0:
             losses = torch.stack(pending).float().cpu()  # one device sync per log
             pending = []
             res.train_seconds += time.perf_counter() - t0

@@ -76,7 +76,7 @@ class LMState:
     layers: list
 
 
-def _accepts(cls: type, name: str) -> bool:
+def accepts_kwarg(cls: type, name: str) -> bool:
     """Whether cls(...) takes keyword `name` explicitly (walking **kw up the MRO)."""
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -106,7 +106,7 @@ def mixer_kwargs(cfg: LMConfig) -> dict[str, Any]:
             )
         kw["rotary"] = True
     if cfg.attention_scale is not None:
-        if not _accepts(cls, "scale"):
+        if not accepts_kwarg(cls, "scale"):
             raise ValueError(f"mixer {cfg.mixer!r} has no attention scale to set")
         kw["scale"] = cfg.attention_scale
     return kw

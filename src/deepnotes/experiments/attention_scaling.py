@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import build_model, cached_text, plot_curves, train_lm
+from deepnotes.experiments.lm_common import (
+    SMOKE_LM,
+    build_model,
+    cached_text,
+    plot_curves,
+    train_lm,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.init import init_std
 from deepnotes.mixers.softmax import SoftmaxAttention
@@ -182,15 +188,7 @@ def _plot_init(ctx: Context, rows: list[dict], keys: int) -> None:
             "samples": 256,
             "keys": 32,
             "variants": ["fan-in, q.k/sqrt(d)", "T5 init, q.k (no 1/sqrt(d))"],
-            "d_model": 32,
-            "n_layers": 1,
-            "seq_len": 32,
-            "batch_size": 4,
-            "steps": 4,
-            "warmup": 1,
-            "eval_every": 2,
-            "eval_batches": 1,
-            "max_docs": 40,
+            **SMOKE_LM,
         },
         "gpu": {
             "d_model": 512,

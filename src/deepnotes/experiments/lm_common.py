@@ -22,6 +22,19 @@ from deepnotes.data.text import TextData, load_text
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train import TrainConfig, Trainer, lm_eval_fn
 
+# the "smoke" budget shared by the LM experiments: a tiny model for a few steps on 40 chapters
+SMOKE_LM = {
+    "d_model": 32,
+    "n_layers": 1,
+    "seq_len": 32,
+    "batch_size": 4,
+    "steps": 4,
+    "warmup": 1,
+    "eval_every": 2,
+    "eval_batches": 1,
+    "max_docs": 40,
+}
+
 
 @lru_cache(maxsize=4)
 def cached_text(corpus: str, max_docs: int | None = None) -> TextData:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import build_model, cached_text, plot_curves, train_lm
+from deepnotes.experiments.lm_common import (
+    SMOKE_LM,
+    build_model,
+    cached_text,
+    plot_curves,
+    train_lm,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.moe import MoE
 from deepnotes.models.lm import LMConfig
@@ -85,16 +91,8 @@ def record_loads(model, rec: dict) -> None:
     presets={
         "smoke": {
             "variants": ["dense", "switch"],
-            "d_model": 32,
-            "n_layers": 1,
-            "seq_len": 32,
-            "batch_size": 4,
-            "steps": 4,
-            "warmup": 1,
-            "eval_every": 2,
-            "eval_batches": 1,
+            **SMOKE_LM,
             "log_every": 1,
-            "max_docs": 40,
         },
         "gpu": {
             "d_model": 384,

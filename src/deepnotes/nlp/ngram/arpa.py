@@ -143,7 +143,8 @@ class ArpaLM(NgramIndex):
                 bow = np.where(c >= 0, self.logbow[k - 1][np.maximum(c, 0)], 0.0)
                 backoff = np.where(~done & use[k], backoff + bow, backoff)
         log10p = log10p + backoff
-        return np.power(10.0, log10p)
+        # -99 is the file's spelling of probability 0 (see LOG10_ZERO); read it back as 0.
+        return np.where(log10p <= LOG10_ZERO, 0.0, np.power(10.0, log10p))
 
 
 def _parse_sections(path) -> tuple[dict[int, int], dict[int, list[str]]]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import a2c, off_policy_ac, qac
+from deepnotes.rl.common import torch_threads
 
 ALGOS = {
     "qac": lambda **kw: (qac, qac.QACConfig(**kw)),
@@ -44,10 +44,14 @@ class ActorCriticConfig:
     presets={"smoke": {"steps": 400, "seeds": [0], "eval_every": 200, "eval_episodes": 1}},
 )
 def run(cfg: ActorCriticConfig, ctx: Context) -> Result:
+    with torch_threads(cfg.threads):
+        return _run(cfg, ctx)
+
+
+def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
     unknown = sorted(set(cfg.algos) - set(ALGOS))
     if unknown:
         raise ValueError(f"unknown algorithm(s) {unknown}; valid: {sorted(ALGOS)}")
-    torch.set_num_threads(cfg.threads)
     table, metrics, curves = [], {}, {}
     jobs = [(a, s) for a in cfg.algos for s in cfg.seeds]
     for name, seed in ctx.progress(jobs, desc="actor-critic runs"):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import a2c, ddpg, trpo
+from deepnotes.rl.common import torch_threads
 from deepnotes.rl.peers import sb3_available, train_sb3
 from deepnotes.rl.recorder import Recorder, eval_seed
 from deepnotes.utils.env import package_version
@@ -241,10 +241,14 @@ def plot_curves(ctx: Context, runs: dict, tasks: list[str]) -> None:
     },
 )
 def run(cfg: RLBenchConfig, ctx: Context) -> Result:
+    with torch_threads(cfg.threads):
+        return _run(cfg, ctx)
+
+
+def _run(cfg: RLBenchConfig, ctx: Context) -> Result:
     unknown = sorted(set(cfg.tasks) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; valid: {sorted(TASKS)}")
-    torch.set_num_threads(cfg.threads)
     ok, peer_note = sb3_available()
     notes = [
         "final = mean deterministic return of the last evaluation "

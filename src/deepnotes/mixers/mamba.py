@@ -45,8 +45,12 @@ class MambaState:
     h: torch.Tensor
 
 
-def conv_reference(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """Causal depthwise conv by its definition: y_t = b + sum_k w_k x_{t - (K-1) + k}."""
+def causal_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """Causal depthwise conv as K shifted multiply-adds: y_t = b + sum_k w_k x_{t-(K-1)+k}.
+
+    x: [B, Di, L]. For the short kernels of Mamba (K = 4) this beats F.conv1d's grouped
+    path on CPU (which loops over the Di groups in fp64) and works in every dtype.
+    """
     K = conv.kernel_size[0]
     xp = F.pad(x, (K - 1, 0))
     w = conv.weight[:, 0]  # [d_inner, K]
@@ -117,8 +121,7 @@ class Mamba(Mixer):
     # ------------------------------------------------------------------ forward
     def _direction(self, d, x, z, mask, scan, conv_fn):
         """One direction. x, z: [B, Di, L]; mask: [B, L] bool or None -> y: [B, Di, L]."""
-        L = x.shape[-1]
-        x = F.silu(conv_fn(x, self.conv[d])[..., :L])
+        x = F.silu(conv_fn(x, self.conv[d]))
         dt, Bm, Cm = self.x_proj[d](x.transpose(1, 2)).split(
             [self.dt_rank, self.d_state, self.d_state], dim=-1
         )
@@ -145,11 +148,12 @@ class Mamba(Mixer):
         return self.out_proj(y.transpose(1, 2))
 
     def mix(self, x, mask):
-        return self._forward(x, mask, selective_scan, lambda x, conv: conv(x))
+        return self._forward(x, mask, selective_scan, causal_conv)
 
     def reference(self, x, mask=None):
-        """Sequential scan and the conv by its definition."""
-        y = self._forward(x, mask, naive_selective_scan, conv_reference)
+        """The sequential reference scan, and the conv by torch's Conv1d (padded, cropped)."""
+        conv_fn = lambda x, conv: conv(x)[..., : x.shape[-1]]
+        y = self._forward(x, mask, naive_selective_scan, conv_fn)
         return y if mask is None else y * mask[..., None].to(y.dtype)
 
     # ------------------------------------------------------------------ decoding

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deepnotes import jobs
@@ -22,9 +24,9 @@ def test_runs_without_peers(tmp_path, monkeypatch):
     assert a.keys() == b.keys()
     for k in a:
         assert a[k]["train_time_s"] == b[k]["train_time_s"]  # not retrained
-        assert [p["eval_return"] for p in a[k]["curve"]] == [
-            p["eval_return"] for p in b[k]["curve"]
-        ]
+        assert a[k]["final"] == b[k]["final"]
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert [p["step"] for p in curves["a2c-cartpole/ours/seed0"]] == [0, 40, 80]
 
 
 def test_unknown_task(tmp_path):

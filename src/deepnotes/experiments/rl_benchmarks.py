@@ -327,6 +327,13 @@ def _run(cfg: RLBenchConfig, ctx: Context) -> Result:
         "stable-baselines3": package_version("stable-baselines3"),
         "sb3-contrib": package_version("sb3-contrib"),
     }
-    metrics["runs"] = {f"{t}/{i}/seed{s}": r for (t, i, s), r in runs.items()}
+    # per-run numbers in the metrics; the learning curves (plot data) in curves.json
+    metrics["runs"] = {
+        f"{t}/{i}/seed{s}": {k: v for k, v in r.items() if k != "curve"}
+        for (t, i, s), r in runs.items()
+    }
+    atomic_write_json(
+        ctx.out / "curves.json", {f"{t}/{i}/seed{s}": r["curve"] for (t, i, s), r in runs.items()}
+    )
     plot_curves(ctx, runs, cfg.tasks)
     return Result(metrics=metrics, table=table, notes=notes)

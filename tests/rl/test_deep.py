@@ -234,3 +234,20 @@ def test_vector_env_bootstraps_truncation():
     assert np.allclose(real[1], last)  # the true s_200, needed to bootstrap V(s_200)
     assert not np.allclose(obs[1], last)  # obs is already the next episode's first one
     envs.close()
+
+
+def test_exploration_noise_statistics(seed):
+    rng = np.random.default_rng(seed)
+    sigma, theta, dt = 0.3, 0.15, 0.01
+    ou = ddpg.OUNoise(64, 1, sigma, theta, dt, rng)
+    xs = np.array([ou(64)[:, 0] for _ in range(30_000)])  # [T, 64] independent processes
+    xs = xs[10_000:]  # past the transient (mixing time 1 / (theta dt) ~ 670 steps)
+    a = 1 - theta * dt
+    var = sigma**2 * dt / (1 - a**2)  # stationary variance of the AR(1) recursion
+    assert abs(xs.var() / var - 1) < 0.2  # ~4.4 standard errors
+    lag1 = np.mean([np.corrcoef(xs[:-1, i], xs[1:, i])[0, 1] for i in range(64)])
+    assert abs(lag1 - a) < 5e-3  # strongly correlated in time, unlike Gaussian noise
+    ou.reset(2)
+    assert ou.x[2, 0] == 0.0 and ou.x[0, 0] != 0.0
+    g = ddpg.GaussianNoise(3, 0.1, rng)(50_000)
+    assert g.shape == (50_000, 3) and abs(g.std() - 0.1) < 2e-3

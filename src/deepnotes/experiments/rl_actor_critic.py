@@ -16,6 +16,7 @@ import numpy as np
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import a2c, off_policy_ac, qac
 from deepnotes.rl.common import torch_threads
+from deepnotes.utils.io import atomic_write_json
 
 ALGOS = {
     "qac": lambda **kw: (qac, qac.QACConfig(**kw)),
@@ -64,7 +65,6 @@ def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
         metrics[f"{name}/seed{seed}"] = {
             "final": rec.final_return(),
             "train_time_s": rec.train_time,
-            "curve": rec.curve,
         }
     fig, ax = ctx.figure(figsize=(7, 4.3))
     for k, name in enumerate(cfg.algos):
@@ -83,5 +83,6 @@ def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ctx.savefig(fig, "actor_critic.png")
+    atomic_write_json(ctx.out / "curves.json", {f"{a}/seed{s}": c for (a, s), c in curves.items()})
     notes = ["wall times: torch single-threaded on a CPU shared with other jobs (noisy)"]
     return Result(metrics=metrics, table=table, notes=notes)

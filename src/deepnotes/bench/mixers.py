@@ -5,6 +5,9 @@ forward+backward. A mixer stops at the first T whose predicted memory (power-law
 extrapolation from the last two lengths) exceeds `mem_limit_gb`, or whose previous
 measurement exceeded `time_limit_s`; the table says so. Scaling exponents are fitted on
 log-log data for T >= `fit_from`.
+
+CPU runs are single-threaded by default (`threads`): on a shared machine a second torch
+thread that gets descheduled stalls the first, which swamps the scaling with noise.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class MixersBenchConfig:
     batch: int = 1
     causal: bool = True  # non-causal-only mixers (linformer) always run bidirectional
     dtype: str = "float32"  # float32 on CPU; bfloat16 on GPU
-    repeat: int = 3  # timed repeats (median); CUDA uses do_bench instead
+    repeat: int = 5  # timed repeats (median of 5 resists a noisy, shared machine); CUDA: do_bench
+    threads: int = 1  # torch CPU threads during the sweep (0 = torch's default)
     mem_limit_gb: float = 6.0  # stop a mixer before its predicted peak passes this
     time_limit_s: float = 30.0  # stop a mixer after a fwd+bwd slower than this
     fit_from: int = 2048  # fit scaling exponents on T >= this
@@ -50,7 +54,7 @@ def _label_specs(cfg: MixersBenchConfig) -> list[tuple[str, str, dict]]:
     return specs
 
 
-def _measure(mixer, x, device):
+def _measure(mixer, x, device, cfg: MixersBenchConfig):
     def fwd():
         with torch.no_grad():
             mixer(x)
@@ -59,10 +63,20 @@ def _measure(mixer, x, device):
         xg = x.detach().requires_grad_(True)
         mixer(xg).float().square().mean().backward()
 
-    out = {"fwd_ms": time_ms(fwd, device), "fwdbwd_ms": time_ms(fwd_bwd, device)}
+    def fwd_bwd_fresh():
+        # Parameter gradients are allocated and freed inside the measured call: the CPU
+        # profiler's running total never sees a free made outside its window, so gradients
+        # left alive would be counted again in every later measurement.
+        fwd_bwd()
+        mixer.zero_grad(set_to_none=True)
+
+    limit = cfg.time_limit_s  # stop repeating a slow call early
+    out = {
+        "fwd_ms": time_ms(fwd, device, repeat=cfg.repeat, max_seconds=limit),
+        "fwdbwd_ms": time_ms(fwd_bwd, device, repeat=cfg.repeat, max_seconds=limit),
+    }
     mixer.zero_grad(set_to_none=True)
-    out["peak_mb"] = peak_memory_bytes(fwd_bwd, device) / 2**20
-    mixer.zero_grad(set_to_none=True)
+    out["peak_mb"] = peak_memory_bytes(fwd_bwd_fresh, device) / 2**20
     return out
 
 
@@ -77,6 +91,16 @@ def _measure(mixer, x, device):
 )
 def bench_mixers(cfg: MixersBenchConfig, ctx: Context) -> Result:
     dtype = getattr(torch, cfg.dtype)
+    threads = torch.get_num_threads()
+    if cfg.threads > 0 and ctx.device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _sweep(cfg, ctx, dtype)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sweep(cfg: MixersBenchConfig, ctx: Context, dtype: torch.dtype) -> Result:
     specs = _label_specs(cfg)
     rows, notes, metrics = [], [], {}
     bar = ctx.progress(total=len(specs) * len(cfg.lengths), desc="bench mixers")
@@ -103,7 +127,7 @@ def bench_mixers(cfg: MixersBenchConfig, ctx: Context) -> Result:
             mixer = mixer.to(device=ctx.device, dtype=dtype)
             x = torch.randn(cfg.batch, T, cfg.d_model, device=ctx.device, dtype=dtype)
             try:
-                m = _measure(mixer, x, ctx.device)
+                m = _measure(mixer, x, ctx.device, cfg)
             except torch.OutOfMemoryError:
                 stop = "out of memory"
                 rows.append({"mixer": label, "T": T, "status": "skipped: out of memory"})

@@ -114,12 +114,13 @@ def _causal_favor(phi_q, ak, valid, v1, C: int) -> torch.Tensor:
     to_end = torch.exp(cc - c_end[..., None])[..., None]  # exp(c_j - c_end) <= 1, j in chunk
     dS = (kc * to_end).transpose(-1, -2) @ vc  # [B, H, G, m, V+1]
     c_prev = torch.cat([torch.full_like(c_end[..., :1], neg), c_end[..., :-1]], -1)
+    rescale = torch.exp(c_prev - c_end)[..., None, None].unbind(2)  # factors <= 1
+    # unbind, not dS[:, :, g]: each indexing op's backward would fill a full-size gradient.
     S = torch.zeros_like(dS[:, :, 0])
     S_before = []
-    for g in range(G):
+    for dS_g, r_g in zip(dS.unbind(2), rescale, strict=True):
         S_before.append(S)
-        # S after chunk g, renormalised from c_end(g-1) to c_end(g) (a factor <= 1).
-        S = S * torch.exp(c_prev[:, :, g] - c_end[:, :, g])[..., None, None] + dS[:, :, g]
+        S = S * r_g + dS_g  # state after chunk g, renormalised from c_end(g-1) to c_end(g)
     S_before = torch.stack(S_before, 2)  # [B, H, G, m, V+1]
     from_prev = torch.exp(c_prev[..., None] - cc)[..., None]  # exp(c_end(g-1) - c_i) <= 1
     out = out + (qc @ S_before) * from_prev

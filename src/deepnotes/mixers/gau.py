@@ -19,7 +19,20 @@ n_i is the number of real tokens position i can see: T (the paper's 1/n) or, whe
 the count up to i (never the future length, so decoding equals the forward pass). Padded
 keys are zeroed (relu^2(q . 0) = 0, no linear contribution) and the normaliser counts real
 tokens only. The mixer excludes the paper's pre-norm and residual: the block around a mixer
-provides them. No relative position bias or RoPE.
+provides them.
+
+Positions and init (two departures from the paper's pseudo-code, which adds a relative
+position bias b inside relu^2(q k^T + b)):
+- No bias b. With `rotary=True` (what the LM picks for a mixer that supports it) every role
+  is rotated by RoPE, so q_i . k_j depends on i - j, as in FLASH-pytorch and GAU-alpha.
+  Without any position inside the scores, q_i . k_j = z_i^T diag(gamma_q gamma_k) z_j (+
+  offsets) is a diagonal form of one shared z, which barely uses absolute position
+  embeddings: a byte LM with it stayed at the bigram loss (2.29 nats) for 300 steps.
+- gamma ~ N(1, 0.02^2) instead of N(0, 0.02^2), as GAU-alpha's scale-offset (ones). The
+  paper's gamma ~ 0.02 makes q, k ~ 0.02 z, so scores ~ 1e-5 and relu^2 ~ 1e-9: the attention
+  output is ~1e-9 of the residual and every gradient of the unit but the output bias is
+  ~1e-10, below Adam's eps = 1e-8 (the paper's bias b is what keeps its attention alive at
+  init). With gamma ~ 1 the unit starts as a near-uniform causal average, like softmax.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepnotes.layers.positional import RotaryEmbedding
 from deepnotes.mixers import register
 from deepnotes.mixers.base import Mixer
 from deepnotes.ops.gau import (
@@ -42,6 +56,7 @@ from deepnotes.ops.gau import (
 
 class _GAU(Mixer):
     n_roles = 2  # scale/offset pairs of shared Z: (q, k) for GAU, 4 for FLASH
+    supports_rotary = True
 
     def __init__(
         self,
@@ -51,6 +66,7 @@ class _GAU(Mixer):
         expansion: int = 2,
         qk_dim: int = 128,
         gamma_init_std: float = 0.02,
+        rotary: bool = False,
         max_len: int | None = None,
     ) -> None:
         super().__init__(d_model, causal=causal, max_len=max_len)
@@ -62,15 +78,20 @@ class _GAU(Mixer):
         self.e = expansion * d_model  # the paper's e = 2d
         self.s = qk_dim  # the paper's s = 128
         self.proj = nn.Linear(d_model, 2 * self.e + self.s)  # W_u, W_v, W_z in one matmul
-        # scale_offset of the paper's pseudo-code: gamma ~ N(0, 0.02), beta = 0.
-        self.gamma = nn.Parameter(torch.randn(self.n_roles, self.s) * gamma_init_std)
+        # scale_offset: gamma ~ N(1, 0.02^2) (the paper's N(0, 0.02^2) is a dead start without
+        # its position bias; see the module docstring), beta = 0.
+        self.gamma = nn.Parameter(1.0 + torch.randn(self.n_roles, self.s) * gamma_init_std)
         self.beta = nn.Parameter(torch.zeros(self.n_roles, self.s))
         self.out = nn.Linear(self.e, d_model)
+        self.rotary = RotaryEmbedding(self.s) if rotary else None
 
-    def _project(self, x, mask):
-        """x: [B, T, d] -> u, v: [B, T, e] and the role tensors [n_roles][B, T, s]."""
+    def _project(self, x, mask, offset: int = 0):
+        """x: [B, T, d] -> u, v: [B, T, e] and the role tensors [n_roles][B, T, s], rotated
+        at positions offset.. when rotary."""
         u, v, z = F.silu(self.proj(x)).split([self.e, self.e, self.s], dim=-1)
         roles = list((z[..., None, :] * self.gamma + self.beta).unbind(-2))
+        if self.rotary is not None:
+            roles = [self.rotary(r, offset) for r in roles]
         if mask is not None:  # padded keys and values contribute nothing
             m = mask[..., None].to(v.dtype)
             v = v * m
@@ -95,7 +116,7 @@ class _GAU(Mixer):
 @register("gau_quad")
 class GAUQuad(_GAU):
     """FLASH-Quad: GAU with relu^2 attention over the whole sequence. kw: expansion, qk_dim,
-    gamma_init_std, max_len."""
+    gamma_init_std, rotary, max_len."""
 
     supports_step = True
     state_grows = True
@@ -127,7 +148,7 @@ class GAUQuad(_GAU):
 
     def step(self, x_t, state):
         self.check_step_input(x_t)
-        u, v, (q, k) = self._project(x_t[:, None, :], None)
+        u, v, (q, k) = self._project(x_t[:, None, :], None, offset=state[0].shape[1])
         K, V = torch.cat([state[0], k], 1), torch.cat([state[1], v], 1)
         o = relu2_scores(q, K) @ V / K.shape[1]
         return self.out(u * o)[:, 0], (K, V)
@@ -136,7 +157,7 @@ class GAUQuad(_GAU):
 @register("gau_flash")
 class FLASH(_GAU):
     """FLASH: GAU with mixed-chunk attention. kw: chunk_size, expansion, qk_dim,
-    gamma_init_std, max_len."""
+    gamma_init_std, rotary, max_len."""
 
     supports_step = True
     n_roles = 4  # q_quad, k_quad, q_lin, k_lin
@@ -164,7 +185,7 @@ class FLASH(_GAU):
 
     def step(self, x_t, state):
         self.check_step_input(x_t)
-        u, v, roles = self._project(x_t[:, None, :], None)
+        u, v, roles = self._project(x_t[:, None, :], None, offset=state.t)
         qq, kq, ql, kl = (r[:, 0] for r in roles)
         o, state = gau_step(state, qq, kq, ql, kl, v[:, 0], chunk_size=self.chunk_size)
         return self.out(u[:, 0] * o), state

@@ -10,12 +10,12 @@ products summed in linear time ("global"):
     o_i  = (1 / n_i) sum_j A_ij v_j
 
 Scaling constants, against the paper. The paper's GAU writes A = relu^2(Q K^T / sqrt(s)) / n
-with n the sequence length (its pseudo-code: relu(qk)^2 / (n s), the same thing). Its causal
-linear part is a cumulative sum over *earlier* chunks (eq. 7, h < g), which we keep: the
-current chunk is covered by the quadratic term. We divide row i by n_i = the number of
-positions it may attend to: n_i = T when non-causal (the paper's 1/n) and n_i = i + 1 when
-causal. The causal choice never depends on T, so a prefix's outputs do not change when the
-sequence grows and token-by-token decoding equals the full forward.
+with n the sequence length. Its causal linear part is a cumulative sum over *earlier* chunks
+(chunk g reads chunks h < g), which we keep: the current chunk is covered by the quadratic
+term. We divide row i by n_i = the number of positions it may attend to: n_i = T when
+non-causal (the paper's 1/n) and n_i = i + 1 when causal. The causal choice never depends on
+T, so a prefix's outputs do not change when the sequence grows and token-by-token decoding
+equals the full forward. The relu^2 argument is scaled by the constant 1/sqrt(S).
 
 Shapes: q_quad, k_quad, q_lin, k_lin: [B, T, S]; v: [B, T, E] -> o [B, T, E].
 """

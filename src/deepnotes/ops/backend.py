@@ -11,6 +11,15 @@ argument other than "auto" wins over the variable.
   accepted only under Triton's interpreter (`TRITON_INTERPRET=1`), which is how the test
   suite checks the kernels on machines without a GPU.
 - "torch": the PyTorch form.
+
+Input dtypes. Each public function first casts its sequence inputs (q, k, v and the like,
+not weights) to one dtype with `cast_inputs`, so that both paths see the same operands and a
+kernel's `tl.dot` never receives two operand types: under `torch.autocast` for the inputs'
+device, the autocast dtype (these ops are matmul-like, which autocast runs in bf16/fp16);
+otherwise the promoted dtype of the inputs (fp32 with bf16 -> fp32). Gradients come back in
+each input's own dtype (the cast is part of the autograd graph). `selective_scan` is the
+exception: like mamba_ssm's it reads each input in its own dtype (weights A, D, delta_bias
+usually fp32, the rest often bf16), computes in fp32 and returns u's dtype.
 """
 
 from __future__ import annotations
@@ -38,6 +47,24 @@ def triton_version() -> str | None:
     except ImportError:
         return None
     return triton.__version__
+
+
+def input_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The one dtype `cast_inputs` gives these tensors (see the module docstring).
+
+    fp64 is never lowered (autocast leaves fp64 alone too), so float64 references stay exact.
+    """
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    device_type = tensors[0].device.type
+    if dtype != torch.float64 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+def cast_inputs(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in one dtype, `input_dtype(*tensors)` (no copy for those already in it)."""
+    dtype = input_dtype(*tensors)
+    return tuple(t.to(dtype) for t in tensors)
 
 
 def requested_backend(backend: str = "auto") -> str:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes.ops.attention.naive import naive_softmax_attn
-from deepnotes.ops.backend import use_triton
+from deepnotes.ops.backend import cast_inputs, use_triton
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -29,8 +29,6 @@ def _check_shapes(q, k, v) -> None:
         raise ValueError(f"flash_attn: q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
     if q.shape[2] == 0 or k.shape[2] == 0:
         raise ValueError("flash_attn: empty sequence (T = 0)")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"flash_attn: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
 
 
 def triton_problem(q, k, v, *, forced: bool) -> str | None:
@@ -66,13 +64,17 @@ def flash_attn(
 ) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, without materialising the T x T scores on CUDA.
 
-    q: [B, H, T_q, D], k: [B, H, T_k, D], v: [B, H, T_k, Dv] -> [B, H, T_q, Dv], q's dtype.
+    q: [B, H, T_q, D], k: [B, H, T_k, D], v: [B, H, T_k, Dv] -> [B, H, T_q, Dv].
+    q, k and v are first cast to one dtype, which is the output's: the autocast dtype under
+    `torch.autocast`, else their promoted dtype (`deepnotes.ops.backend.cast_inputs`).
     scale defaults to 1/sqrt(D). Causal masks align queries to the end of the keys (query i
     sits at position i + T_k - T_q), as in decoding with a KV cache; a query that sees no
     key returns zeros. backend: "auto" | "triton" | "torch" (see deepnotes.ops.backend).
-    The kernel takes fp16/bf16 (fp32 when forced), D <= 128 with Dv = D, any T.
+    The kernel takes fp16/bf16 (fp32 when forced), D <= 128 with Dv = D, any T; it runs as
+    the custom op `torch.ops.deepnotes.flash_attn_fwd` (opaque to `torch.compile`).
     """
     _check_shapes(q, k, v)
+    q, k, v = cast_inputs(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if use_triton("flash_attn", backend, (q, k, v), lambda f: triton_problem(q, k, v, forced=f)):
         from deepnotes.ops.attention.triton_flash import triton_flash_attn

@@ -745,26 +745,70 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float):
     return dq, dk, dv
 
 
-class FlashAttnFunction(torch.autograd.Function):
-    """o = softmax(q k^T * scale + causal mask) v with the FlashAttention-2 kernels."""
+# The kernels run inside custom ops with fake (shape-only) implementations, so that
+# `torch.compile` treats them as opaque calls: Dynamo/Inductor never trace or re-specialise
+# the Triton launches (under compile + autocast a traced launch failed a `tl.dot` type
+# assertion on an H100), and autograd goes through `register_autograd`.
+@torch.library.custom_op("deepnotes::flash_attn_fwd", mutates_args=())
+def flash_attn_fwd_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (o, lse), o contiguous; q, k, v of one dtype (see `triton_flash_attn`)."""
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    return flash_attn_fwd(q, k, v, causal, scale)
 
-    @staticmethod
-    def forward(ctx, q, k, v, causal: bool, scale: float):
-        q, k, v = (t.contiguous() for t in (q, k, v))
-        o, lse = flash_attn_fwd(q, k, v, causal, scale)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.causal = causal
-        ctx.scale = scale
-        return o
 
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = flash_attn_bwd(do.contiguous(), q, k, v, o, lse, ctx.causal, ctx.scale)
-        return dq, dk, dv, None, None
+@flash_attn_fwd_op.register_fake
+def _(q, k, v, causal, scale):
+    B, H, T_q, _ = q.shape
+    return q.new_empty(q.shape), q.new_empty(B, H, T_q, dtype=torch.float32)
+
+
+@torch.library.custom_op("deepnotes::flash_attn_bwd", mutates_args=())
+def flash_attn_bwd_op(
+    do: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    o: torch.Tensor,
+    lse: torch.Tensor,
+    causal: bool,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (dq, dk, dv), contiguous, in the dtypes of q, k, v."""
+    do, q, k, v, o = (t.contiguous() for t in (do, q, k, v, o))
+    return flash_attn_bwd(do, q, k, v, o, lse, causal, scale)
+
+
+@flash_attn_bwd_op.register_fake
+def _(do, q, k, v, o, lse, causal, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, scale = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k, v, o, lse)
+    ctx.mark_non_differentiable(lse)
+    ctx.causal, ctx.scale = causal, scale
+
+
+def _backward(ctx, do, dlse):
+    q, k, v, o, lse = ctx.saved_tensors
+    dq, dk, dv = flash_attn_bwd_op(do, q, k, v, o, lse, ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+flash_attn_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def triton_flash_attn(q, k, v, *, causal: bool, scale: float | None = None) -> torch.Tensor:
-    """FlashAttention-2 kernels. q: [B, H, T_q, D], k, v: [B, H, T_k, D] -> [B, H, T_q, D]."""
+    """FlashAttention-2 kernels. q: [B, H, T_q, D], k, v: [B, H, T_k, D] -> [B, H, T_q, D].
+
+    q, k, v must share one dtype (`flash_attn` casts them); they are made contiguous here.
+    """
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"triton_flash_attn: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    return FlashAttnFunction.apply(q, k, v, causal, scale)
+    q, k, v = (t.contiguous() for t in (q, k, v))  # saved for backward as they are
+    return flash_attn_fwd_op(q, k, v, causal, scale)[0]

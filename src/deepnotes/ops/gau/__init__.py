@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from deepnotes.ops.backend import use_triton
+from deepnotes.ops.backend import cast_inputs, use_triton
 from deepnotes.ops.gau.chunk import torch_chunk_gau
 from deepnotes.ops.gau.naive import check_gau_inputs, naive_gau, relu2_scores, row_normaliser
 from deepnotes.ops.gau.recurrent import GAUState, gau_step, init_gau_state, recurrent_gau
@@ -46,15 +46,18 @@ def chunk_gau(
 
     backend: "auto" | "triton" | "torch" (see `deepnotes.ops.backend`). The Triton kernels
     (`triton_chunk.py`) run on CUDA for fp16/bf16 inputs with S <= 128 and a power-of-two
-    chunk_size >= 16; elsewhere the chunked PyTorch form runs.
+    chunk_size >= 16; elsewhere the chunked PyTorch form runs. The five inputs are first cast
+    to one dtype, the output's: the autocast dtype under `torch.autocast`, else their promoted
+    dtype (`deepnotes.ops.backend.cast_inputs`). (The GAU mixer's roles are fp32 under bf16
+    autocast, z * gamma + beta with fp32 parameters, while v is bf16.)
     """
     check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
-    xs = (q_quad, k_quad, q_lin, k_lin, v)
+    xs = cast_inputs(q_quad, k_quad, q_lin, k_lin, v)
     if use_triton("chunk_gau", backend, xs, lambda forced: _triton_problem(xs, chunk_size, forced)):
         from deepnotes.ops.gau.triton_chunk import triton_chunk_gau
 
         return triton_chunk_gau(*xs, chunk_size=chunk_size, causal=causal)
-    return torch_chunk_gau(q_quad, k_quad, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal)
+    return torch_chunk_gau(*xs, chunk_size=chunk_size, causal=causal)
 
 
 __all__ = [

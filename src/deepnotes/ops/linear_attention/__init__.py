@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from deepnotes.ops.backend import use_triton
+from deepnotes.ops.backend import cast_inputs, use_triton
 from deepnotes.ops.linear_attention.chunk import global_linear_attn, torch_chunk_linear_attn
 from deepnotes.ops.linear_attention.naive import (
     check_qkv,
@@ -59,8 +59,12 @@ def chunk_linear_attn(
 
     backend: "auto" | "triton" | "torch" (see `deepnotes.ops.backend`). The Triton kernel
     (`triton_chunk.py`) runs on CUDA for fp16/bf16 inputs with K, V <= 256; it picks its own
-    chunk length (the result does not depend on it).
+    chunk length (the result does not depend on it). q, k, v are first cast to one dtype, the
+    output's: the autocast dtype under `torch.autocast`, else their promoted dtype
+    (`deepnotes.ops.backend.cast_inputs`). The kernel reads bf16/fp16 but keeps S, z and the
+    normaliser in fp32 registers.
     """
+    q, k, v = cast_inputs(q, k, v)
     if use_triton(
         "chunk_linear_attn",
         backend,

@@ -154,7 +154,9 @@ def selective_scan(
 
     backend: "auto" | "triton" | "torch" (or env DEEPNOTES_KERNELS when "auto"; see
     `deepnotes.ops.backend`). The Triton kernel (`triton_scan.py`) runs on CUDA for fp16,
-    bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs.
+    bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs. Mixed dtypes
+    need no cast (as in mamba_ssm): both paths read each input in its own dtype, compute in
+    fp32 (fp64 for fp64 u), return y in u's dtype and each gradient in its input's dtype.
     """
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     tensors = tuple(t for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None)

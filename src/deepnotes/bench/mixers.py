@@ -7,12 +7,16 @@ measurement exceeded `time_limit_s`; the table says so. Scaling exponents are fi
 log-log data for T >= `fit_from`.
 
 CPU runs are single-threaded by default (`threads`): on a shared machine a second torch
-thread that gets descheduled stalls the first, which swamps the scaling with noise.
+thread that gets descheduled stalls the first, which swamps the scaling with noise. On a
+machine with many cores, `workers` > 1 sweeps that many mixers at once in separate
+processes (each still `threads`-threaded), which shortens the run without sharing a core.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -40,6 +44,7 @@ class MixersBenchConfig:
     mem_limit_gb: float = 6.0  # stop a mixer before its predicted peak passes this
     time_limit_s: float = 30.0  # stop a mixer after a fwd+bwd slower than this
     fit_from: int = 2048  # fit scaling exponents on T >= this
+    workers: int = 1  # CPU: mixers swept at once in separate processes (1 = in this process)
 
 
 def _label_specs(cfg: MixersBenchConfig) -> list[tuple[str, str, dict]]:
@@ -100,45 +105,91 @@ def bench_mixers(cfg: MixersBenchConfig, ctx: Context) -> Result:
         torch.set_num_threads(threads)
 
 
+def _sweep_one(
+    label: str, name: str, kw: dict, cfg: MixersBenchConfig, device, seed: int, dtype, tick
+) -> tuple[list[dict], str | None]:
+    """Rows for one mixer over cfg.lengths, and why it stopped early (None if it did not)."""
+    cls = M.get(name)
+    causal = cfg.causal and cls.supports_causal
+    rows, done_T, done_mem, done_time = [], [], [], []
+    stop = None
+    for T in cfg.lengths:
+        tick(f"{label} T={T}")
+        if stop is None and done_T:
+            pred = extrapolate(done_T, done_mem, T)
+            if pred is not None and pred > cfg.mem_limit_gb * 1024:
+                stop = f"predicted peak {pred / 1024:.1f} GB > limit {cfg.mem_limit_gb} GB"
+            elif done_time[-1] > cfg.time_limit_s * 1e3:
+                stop = f"fwd+bwd took {done_time[-1] / 1e3:.1f} s > {cfg.time_limit_s} s"
+        if stop is not None:
+            rows.append({"mixer": label, "T": T, "status": f"skipped: {stop}"})
+            continue
+        torch.manual_seed(seed)
+        extra = {"max_len": T} if "max_len" in _init_params(cls) else {}
+        mixer = M.build(name, cfg.d_model, causal=causal, **kw, **extra)
+        mixer = mixer.to(device=device, dtype=dtype)
+        x = torch.randn(cfg.batch, T, cfg.d_model, device=device, dtype=dtype)
+        try:
+            m = _measure(mixer, x, device, cfg)
+        except torch.OutOfMemoryError:
+            stop = "out of memory"
+            rows.append({"mixer": label, "T": T, "status": "skipped: out of memory"})
+            continue
+        rows.append({"mixer": label, "T": T, "causal": causal, **m, "status": "ok"})
+        done_T.append(T)
+        done_mem.append(m["peak_mb"])
+        done_time.append(m["fwdbwd_ms"])
+        del mixer, x
+    return rows, stop
+
+
+def _worker(label, name, kw, cfg_dict, seed):
+    """One mixer's sweep in a worker process (CPU only)."""
+    cfg = MixersBenchConfig(**cfg_dict)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    dtype = getattr(torch, cfg.dtype)
+    return _sweep_one(label, name, kw, cfg, torch.device("cpu"), seed, dtype, lambda _: None)
+
+
+def _sweep_all(specs, cfg, ctx, dtype) -> dict[str, tuple[list[dict], str | None]]:
+    """label -> (rows, stop reason), in specs order; parallel over mixers when workers > 1."""
+    if cfg.workers < 1:
+        raise ValueError(f"bench mixers: workers must be >= 1, got {cfg.workers}")
+    if cfg.workers > 1 and ctx.device.type != "cpu":
+        raise ValueError("bench mixers: workers > 1 is for CPU runs (one GPU is one device)")
+    out = {}
+    if cfg.workers == 1:
+        bar = ctx.progress(total=len(specs) * len(cfg.lengths), desc="bench mixers")
+
+        def tick(text):
+            bar.set_postfix_str(text)
+            bar.update(1)
+
+        for label, name, kw in specs:
+            out[label] = _sweep_one(label, name, kw, cfg, ctx.device, ctx.seed, dtype, tick)
+        bar.close()
+        return out
+    bar = ctx.progress(total=len(specs), desc=f"bench mixers ({cfg.workers} processes)")
+    spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=spawn) as pool:
+        futures = {
+            pool.submit(_worker, label, name, kw, asdict(cfg), ctx.seed): label
+            for label, name, kw in specs
+        }
+        for fut in as_completed(futures):
+            out[futures[fut]] = fut.result()
+            bar.set_postfix_str(futures[fut])
+            bar.update(1)
+    bar.close()
+    return {label: out[label] for label, _, _ in specs}
+
+
 def _sweep(cfg: MixersBenchConfig, ctx: Context, dtype: torch.dtype) -> Result:
     specs = _label_specs(cfg)
     rows, notes, metrics = [], [], {}
-    bar = ctx.progress(total=len(specs) * len(cfg.lengths), desc="bench mixers")
-    for label, name, kw in specs:
-        cls = M.get(name)
-        causal = cfg.causal and cls.supports_causal
-        done_T, done_mem, done_time = [], [], []
-        stop = None
-        for T in cfg.lengths:
-            bar.set_postfix_str(f"{label} T={T}")
-            if stop is None and done_T:
-                pred = extrapolate(done_T, done_mem, T)
-                if pred is not None and pred > cfg.mem_limit_gb * 1024:
-                    stop = f"predicted peak {pred / 1024:.1f} GB > limit {cfg.mem_limit_gb} GB"
-                elif done_time[-1] > cfg.time_limit_s * 1e3:
-                    stop = f"fwd+bwd took {done_time[-1] / 1e3:.1f} s > {cfg.time_limit_s} s"
-            if stop is not None:
-                rows.append({"mixer": label, "T": T, "status": f"skipped: {stop}"})
-                bar.update(1)
-                continue
-            torch.manual_seed(ctx.seed)
-            extra = {"max_len": T} if "max_len" in _init_params(cls) else {}
-            mixer = M.build(name, cfg.d_model, causal=causal, **kw, **extra)
-            mixer = mixer.to(device=ctx.device, dtype=dtype)
-            x = torch.randn(cfg.batch, T, cfg.d_model, device=ctx.device, dtype=dtype)
-            try:
-                m = _measure(mixer, x, ctx.device, cfg)
-            except torch.OutOfMemoryError:
-                stop = "out of memory"
-                rows.append({"mixer": label, "T": T, "status": "skipped: out of memory"})
-                bar.update(1)
-                continue
-            rows.append({"mixer": label, "T": T, "causal": causal, **m, "status": "ok"})
-            done_T.append(T)
-            done_mem.append(m["peak_mb"])
-            done_time.append(m["fwdbwd_ms"])
-            bar.update(1)
-            del mixer, x
+    for label, (mixer_rows, stop) in _sweep_all(specs, cfg, ctx, dtype).items():
+        rows.extend(mixer_rows)
         if stop is not None:
             notes.append(f"{label}: stopped at larger T ({stop})")
         ok = [r for r in rows if r["mixer"] == label and r["status"] == "ok"]
@@ -151,7 +202,6 @@ def _sweep(cfg: MixersBenchConfig, ctx: Context, dtype: torch.dtype) -> Result:
             metrics[f"{label}/{key}_exponent"] = power_law_exponent(
                 [r["T"] for r in fit], [r[src] for r in fit]
             )
-    bar.close()
     _plot(rows, metrics, cfg, ctx)
     summary = [
         {

@@ -40,6 +40,7 @@ import triton
 import triton.language as tl
 
 from deepnotes.ops.backend import interpreting
+from deepnotes.ops.ssm.triton_scan_fwd import fwd_tiling, selective_scan_fwd_kernel
 from deepnotes.ops.triton_utils import pow2
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
@@ -47,7 +48,6 @@ LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
 # (BD channels, BL steps) per program (docs/kernels.md). BD shrinks, down to MIN_BD, until
 # the grid has MIN_PROGRAMS programs (two per H100 multiprocessor). Small tiles under the
 # interpreter so the CPU tests cross several chunks and channel blocks.
-FWD_CONFIG = dict(BD=32, BL=64, num_warps=4, num_stages=2)
 BWD_CONFIG = dict(BD=32, BL=64, num_warps=8, num_stages=1)
 INTERPRET_CONFIG = dict(BD=4, BL=16, num_warps=4, num_stages=1)
 MIN_BD, MIN_PROGRAMS = 16, 264
@@ -73,90 +73,6 @@ def _step_size(dt_raw, bias, SOFTPLUS: tl.constexpr):
 def _column(X, sel):
     """X[:, n] of a [BD, BN] tile, with sel = (offs_n == n)[None, :]."""
     return tl.sum(tl.where(sel, X, 0.0), 1)
-
-
-@triton.jit
-def selective_scan_fwd_kernel(
-    U,
-    DELTA,
-    A,
-    Bm,
-    Cm,
-    Dv,
-    Z,
-    BIAS,
-    OUT,
-    YPRE,
-    H0S,
-    HLAST,
-    Dm,
-    L,
-    N,
-    BD: tl.constexpr,
-    BN: tl.constexpr,
-    BL: tl.constexpr,
-    HAS_D: tl.constexpr,
-    HAS_Z: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr,
-    STORE_LAST: tl.constexpr,
-):
-    """u, delta, z, out, ypre: [Bt, Dm, L] contiguous; A [Dm, N]; B, C [Bt, N, L];
-    H0S: [Bt, Dm, NC, N] fp32 states at each chunk start; HLAST: [Bt, Dm, N] fp32.
-    With SAVE_STATES (a backward pass follows) H0S is written, and YPRE = y before the gate
-    when z is given."""
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    offs_n = tl.arange(0, BN)
-    offs_l = tl.arange(0, BL)
-    d_ok = offs_d < Dm
-    dn_mask = d_ok[:, None] & (offs_n < N)[None, :]
-    if HAS_BIAS:
-        bias = tl.load(BIAS + offs_d, mask=d_ok, other=0.0).to(tl.float32)
-    else:
-        bias = tl.zeros([BD], dtype=tl.float32)
-    row = (b * Dm + offs_d)[:, None] * L  # [BD, 1] start of each channel's row
-    first = (offs_l == 0)[None, :]
-    last = (offs_l == BL - 1)[None, :]
-    Hc = tl.zeros([BD, BN], dtype=tl.float32)  # state carried between chunks
-    NC = tl.cdiv(L, BL)
-    for c in range(0, NC):
-        t = c * BL + offs_l
-        t_ok = t < L
-        m = d_ok[:, None] & t_ok[None, :]
-        if SAVE_STATES:
-            st = ((b * Dm + offs_d)[:, None] * NC + c) * N + offs_n[None, :]
-            tl.store(H0S + st, Hc, mask=dn_mask)
-        u = tl.load(U + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-        dt = tl.load(DELTA + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-        # steps past L get dt = 0: a = 1, b = 0, the identity map, so the state passes through
-        dt = tl.where(t_ok[None, :], _step_size(dt, bias, SOFTPLUS), 0.0)
-        dtu = dt * u
-        y = tl.zeros([BD, BL], dtype=tl.float32)
-        for n in range(0, N):
-            sel = (offs_n == n)[None, :]
-            A2 = tl.load(A + offs_d * N + n, mask=d_ok, other=0.0).to(tl.float32) * LOG2E
-            Bt = tl.load(Bm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
-            Ct = tl.load(Cm + (b * N + n) * L + t, mask=t_ok, other=0.0).to(tl.float32)
-            a = tl.exp2(dt * A2[:, None])  # exp(delta A)
-            bx = dtu * Bt[None, :]
-            # fold the carried state into the first step: b_0 <- a_0 h + b_0
-            bx = tl.where(first, a * _column(Hc, sel)[:, None] + bx, bx)
-            _, h = tl.associative_scan((a, bx), 1, _affine)
-            y += h * Ct[None, :]
-            Hc = tl.where(sel, _column(h, last)[:, None], Hc)
-        if HAS_D:
-            y += tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)[:, None] * u
-        if HAS_Z:
-            if SAVE_STATES:
-                tl.store(YPRE + row + t[None, :], y.to(YPRE.dtype.element_ty), mask=m)
-            zz = tl.load(Z + row + t[None, :], mask=m, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
-        tl.store(OUT + row + t[None, :], y.to(OUT.dtype.element_ty), mask=m)
-    if STORE_LAST:
-        tl.store(HLAST + (b * Dm + offs_d)[:, None] * N + offs_n[None, :], Hc, mask=dn_mask)
 
 
 @triton.jit
@@ -304,23 +220,31 @@ def _opt(t, dummy):
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, store_last):
-    """-> (out, chunk-start states or None, last state or None, y before the gate or None)."""
+    """-> (out, saved states or None, last state or None, y before the gate or None).
+
+    The saved states are those at the start of each backward chunk (BWD_CONFIG's BL steps).
+    """
     Bt, Dm, L = u.shape
     N = A.shape[1]
-    cfg = _cfg(FWD_CONFIG, Dm, Bt)
-    BD, BL = cfg.pop("BD"), cfg.pop("BL")
-    NC = triton.cdiv(L, BL)
+    BN = pow2(N, 2)
+    BD, BL, num_warps = fwd_tiling(u, delta, z, Dm, Bt, interpreting())
+    save_every = _cfg(BWD_CONFIG, Dm, Bt)["BL"]
+    NS = triton.cdiv(L, save_every)
     f32 = dict(device=u.device, dtype=torch.float32)
+    # B and C time-major, fp32, zero-padded to BN states and whole chunks (a few MB; the
+    # kernel reads one [2, BN] row per step, the same row for every channel)
+    bc = torch.zeros(Bt, triton.cdiv(L, BL) * BL, 2, BN, **f32)
+    bc[:, :L, 0, :N] = B.transpose(1, 2)
+    bc[:, :L, 1, :N] = C.transpose(1, 2)
     out = torch.empty_like(u)
-    h0s = torch.empty(Bt, Dm, NC, N, **f32) if save_states else None
+    h0s = torch.empty(Bt, Dm, NS, N, **f32) if save_states else None
     hlast = torch.empty(Bt, Dm, N, **f32) if store_last else None
     ypre = torch.empty_like(u) if save_states and z is not None else None
     selective_scan_fwd_kernel[(triton.cdiv(Dm, BD), Bt)](
         u,
         delta,
-        A,
-        B,
-        C,
+        A.t().contiguous(),
+        bc,
         _opt(D, u),
         _opt(z, u),
         _opt(delta_bias, u),
@@ -331,16 +255,20 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
         Dm,
         L,
         N,
+        NS,
         BD=BD,
-        BN=pow2(N, 2),
+        BN=BN,
         BL=BL,
+        SAVE_EVERY=save_every,
         HAS_D=D is not None,
         HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None,
         SOFTPLUS=softplus,
         SAVE_STATES=save_states,
         STORE_LAST=store_last,
-        **cfg,
+        FAST_EXP=not interpreting(),
+        num_warps=num_warps,
+        num_stages=1,
     )
     return out, h0s, hlast, ypre
 

@@ -27,10 +27,14 @@ from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
 from deepnotes.experiments.lm_common import auto_positions
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import LM, LMConfig
-from deepnotes.models.seqmodel import fit_task, sampler
+from deepnotes.models.seqmodel import fit_task, map_runs, sampler
 from deepnotes.train import TrainConfig
+from deepnotes.utils.io import atomic_write_json
 
 SSM_MIXERS = ("s4d", "s4", "mamba")
+# rough relative cost of a training step (measured on CPU and on the H100 arena), to start the
+# slowest runs first when several workers share the sweep
+COST = {"s4": 4.0, "gru": 3.0, "mamba": 2.0, "strided_sparse": 2.0, "gau_flash": 2.0}
 
 
 @dataclass
@@ -56,19 +60,57 @@ class RecallConfig:
     eval_examples: int = 256  # held-out examples per task
     time_budget_s: float = 0.0  # optional wall-clock cap, split evenly over runs (0 = none)
     tasks: list[str] = field(default_factory=lambda: ["mqar", "copy"])  # which task families
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights; the gpu preset)
+    workers: int = 1  # runs trained at once in spawned processes (1 = in this process)
+    strict: bool = True  # a run that raises stops the job (False: recorded as an error row)
 
 
-def task_list(cfg: RecallConfig) -> list[tuple[str, int, callable]]:
-    """(label, vocab, generator(n, seed) -> (x, y)) for every task setting."""
+PRESETS = {
+    "smoke": {
+        "mixers": ["softmax", "mamba"],
+        "widths": [16],
+        "n_layers": 1,
+        "mqar_lengths": [32],
+        "mqar_pairs": [2],
+        "copy_length": 24,
+        "copy_tokens": 4,
+        "steps": 3,
+        "batch_size": 4,
+        "warmup": 1,
+        "train_examples": 32,
+        "eval_examples": 8,
+    },
+    "gpu": {
+        "mixers": ["all"],
+        "widths": [64, 128],
+        "mqar_vocab": 256,
+        "copy_length": 256,
+        "copy_tokens": 16,
+        "copy_vocab": 16,
+        "steps": 2000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "warmup": 100,
+        "train_examples": 100000,
+        "eval_examples": 1000,
+        "precision": "bf16",
+        "workers": 6,
+        "strict": False,
+    },
+}
+
+
+def task_list(cfg: RecallConfig) -> list[tuple[str, int, callable, int]]:
+    """(label, vocab, generator(n, seed) -> (x, y), T) for every task setting."""
     out = []
     if "mqar" in cfg.tasks:
         for T, P in zip(cfg.mqar_lengths, cfg.mqar_pairs, strict=True):
             gen = lambda n, seed, T=T, P=P: mqar(n, T, P, cfg.mqar_vocab, seed=seed)
-            out.append((f"mqar T={T} P={P}", cfg.mqar_vocab, gen))
+            out.append((f"mqar T={T} P={P}", cfg.mqar_vocab, gen, T))
     if "copy" in cfg.tasks:
         T, K, V = cfg.copy_length, cfg.copy_tokens, cfg.copy_vocab
         gen = lambda n, seed: selective_copying(n, T, K, V, seed=seed)
-        out.append((f"copy T={T} K={K}", V, gen))
+        out.append((f"copy T={T} K={K}", V, gen, T))
     if not out:
         raise ValueError(f"recall: no tasks selected from {cfg.tasks}; valid: mqar, copy")
     return out
@@ -117,87 +159,104 @@ def build_lm(cfg: RecallConfig, mixer: str, width: int, vocab: int, T: int) -> L
     "recall",
     "MQAR and selective copying: accuracy of each mixer at two widths (which mixers recall)",
     RecallConfig,
-    presets={
-        "smoke": {
-            "mixers": ["softmax", "mamba"],
-            "widths": [16],
-            "n_layers": 1,
-            "mqar_lengths": [32],
-            "mqar_pairs": [2],
-            "copy_length": 24,
-            "copy_tokens": 4,
-            "steps": 3,
-            "batch_size": 4,
-            "warmup": 1,
-            "train_examples": 32,
-            "eval_examples": 8,
-            "time_budget_s": 0.0,
-        },
-        "gpu": {
-            "mixers": ["all"],
-            "widths": [64, 128],
-            "mqar_vocab": 256,
-            "copy_length": 256,
-            "copy_tokens": 16,
-            "copy_vocab": 16,
-            "steps": 2000,
-            "batch_size": 128,
-            "lr": 2e-3,
-            "warmup": 100,
-            "train_examples": 100000,
-            "eval_examples": 1000,
-            "time_budget_s": 0.0,
-        },
-    },
+    presets=PRESETS,
 )
 def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
     mixers, tasks = chosen_mixers(cfg), task_list(cfg)
-    n_runs = len(mixers) * len(tasks) * len(cfg.widths)
-    per_run = cfg.time_budget_s / n_runs if cfg.time_budget_s > 0 else None
-    data = {}
-    for i, (label, _, gen) in enumerate(tasks):
-        x, y = gen(cfg.train_examples, ctx.seed * 1000 + 2 * i)
-        xv, yv = gen(cfg.eval_examples, ctx.seed * 1000 + 2 * i + 1)
-        data[label] = (x, y, xv.to(ctx.device), yv.to(ctx.device))
+    runs = [(m, i, w) for m in mixers for i in range(len(tasks)) for w in cfg.widths]
+    # the slowest runs first, so that no worker is left with a long one at the end
+    runs.sort(key=lambda r: -COST.get(r[0], 1) * tasks[r[1]][3] * r[2] ** 0.5)
+    workers = max(1, min(cfg.workers, len(runs)))
+    per_run = cfg.time_budget_s * workers / len(runs) if cfg.time_budget_s > 0 else None
+    calls = [(cfg, m, i, w, ctx.seed, str(ctx.device), per_run) for m, i, w in runs]
     rows = []
-    bar = ctx.progress(total=n_runs, desc="recall")
-    for mixer in mixers:
-        for label, vocab, _ in tasks:
-            x, y, xv, yv = data[label]
-            for width in cfg.widths:
-                bar.set_postfix_str(f"{mixer} {label} d={width}")
-                torch.manual_seed(ctx.seed)
-                model = build_lm(cfg, mixer, width, vocab, x.shape[1]).to(ctx.device)
-                tcfg = TrainConfig(
-                    steps=cfg.steps, batch_size=cfg.batch_size, seq_len=x.shape[1], lr=cfg.lr,
-                    warmup=cfg.warmup, weight_decay=cfg.weight_decay, seed=ctx.seed,
-                    progress=False,
-                )  # fmt: skip
-                batches = sampler(x, y, batch_size=cfg.batch_size, seed=ctx.seed, device=ctx.device)
-                score = lambda m, xv=xv, yv=yv: recall_accuracy(m, xv, yv)
-                fit = fit_task(model, tcfg, batches, eval_fn=score, max_seconds=per_run)
-                rows.append({
-                    "mixer": mixer, "task": label, "width": width,
-                    "acc": fit.final["acc"], "eval_loss": fit.final["loss"],
-                    "steps": fit.steps, "train_s": round(fit.seconds, 1),
-                    "capped": fit.stopped_early,
-                })  # fmt: skip
-                bar.update(1)
+    bar = ctx.progress(total=len(runs), desc="recall")
+    for _, row in map_runs(train_run, calls, workers):
+        rows.append(row)
+        atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
+        bar.set_postfix_str(f"{row['mixer']} {row['task']} d={row['width']} acc={row['acc']}")
+        bar.update(1)
     bar.close()
+    order = {(m, t[0], w): k for k, (m, t, w) in enumerate(
+        (m, t, w) for m in mixers for t in tasks for w in cfg.widths)}  # fmt: skip
+    rows.sort(key=lambda r: order[(r["mixer"], r["task"], r["width"])])
     _plot(ctx, rows, mixers, [t[0] for t in tasks], cfg.widths)
     return Result(
         metrics=_metrics(rows, cfg),
         table=rows,
-        columns=["mixer", "task", "width", "acc", "eval_loss", "steps", "train_s", "capped"],
-        notes=_notes(rows, cfg, per_run),
+        columns=[
+            "mixer",
+            "task",
+            "width",
+            "acc",
+            "eval_loss",
+            "steps",
+            "train_s",
+            "step_ms",
+            "capped",
+            "status",
+        ],  # fmt: skip
+        notes=_notes(rows, cfg, per_run, workers, tasks),
     )
 
 
+_DATA: dict = {}  # (task label, sizes, seed) -> tensors, per process
+
+
+def task_data(cfg: RecallConfig, i: int, seed: int):
+    """Training pool and held-out set of task i (cached: several runs share them)."""
+    label, _, gen, _ = task_list(cfg)[i]
+    key = (label, cfg.train_examples, cfg.eval_examples, seed)
+    if key not in _DATA:
+        x, y = gen(cfg.train_examples, seed * 1000 + 2 * i)
+        xv, yv = gen(cfg.eval_examples, seed * 1000 + 2 * i + 1)
+        _DATA[key] = (x, y, xv, yv)
+    return _DATA[key]
+
+
+def train_run(cfg, mixer, i, width, seed, device, max_seconds) -> dict:
+    """Train one (mixer, task i, width) from scratch; its table row."""
+    label, vocab, _, T = task_list(cfg)[i]
+    x, y, xv, yv = task_data(cfg, i, seed)
+    row = {"mixer": mixer, "task": label, "width": width}
+    try:
+        torch.manual_seed(seed)
+        model = build_lm(cfg, mixer, width, vocab, T).to(device)
+        tcfg = TrainConfig(
+            steps=cfg.steps, batch_size=cfg.batch_size, seq_len=T, lr=cfg.lr,
+            warmup=cfg.warmup, weight_decay=cfg.weight_decay, precision=cfg.precision,
+            seed=seed, progress=False,
+        )  # fmt: skip
+        batches = sampler(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
+        xv, yv = xv.to(device), yv.to(device)
+        score = lambda m: recall_accuracy(m, xv, yv)
+        fit = fit_task(model, tcfg, batches, eval_fn=score, max_seconds=max_seconds)
+    except Exception as e:  # noqa: BLE001 - strict=False records it in the table
+        if cfg.strict:
+            raise
+        status = f"error: {type(e).__name__}: {e}"[:200]
+        return {**row, "acc": None, "eval_loss": None, "steps": 0, "train_s": 0.0,
+                "step_ms": None, "capped": False, "status": status}  # fmt: skip
+    return {
+        **row, "acc": fit.final["acc"], "eval_loss": fit.final["loss"], "steps": fit.steps,
+        "train_s": round(fit.seconds, 1), "step_ms": round(1000 * fit.seconds / fit.steps, 1),
+        "capped": fit.stopped_early, "status": "ok",
+    }  # fmt: skip
+
+
 def _acc(rows, mixer, task_prefix, width=None):
+    """Worst accuracy of a mixer over the settings of one task family (None if no run)."""
     sel = [r for r in rows if r["mixer"] == mixer and r["task"].startswith(task_prefix)]
     if width is not None:
         sel = [r for r in sel if r["width"] == width]
-    return min((r["acc"] for r in sel), default=None)
+    return min((r["acc"] for r in sel if r["acc"] is not None), default=None)
+
+
+def chance(cfg: RecallConfig, label: str) -> float:
+    """Accuracy of a uniform guess among the possible answers of a task."""
+    if label.startswith("mqar"):
+        return 1 / (cfg.mqar_vocab - cfg.mqar_vocab // 2)  # values: the upper half
+    return 1 / (cfg.copy_vocab - 2)  # data tokens: all but noise and marker
 
 
 def _metrics(rows, cfg):
@@ -206,18 +265,30 @@ def _metrics(rows, cfg):
     mixers = sorted({r["mixer"] for r in rows})
     m["worst_mqar_acc_at_max_width"] = {k: _acc(rows, k, "mqar", w) for k in mixers}
     m["copy_acc_at_max_width"] = {k: _acc(rows, k, "copy", w) for k in mixers}
+    m["chance"] = {t: chance(cfg, t) for t in sorted({r["task"] for r in rows})}
     return m
 
 
-def _notes(rows, cfg, per_run):
+def _notes(rows, cfg, per_run, workers, tasks):
     w = max(cfg.widths)
-    notes = ["acc = accuracy on the asked positions of held-out examples"]
+    levels = ", ".join(f"{t[0]}: {chance(cfg, t[0]):.3f}" for t in tasks)
+    notes = [
+        "acc = accuracy on the asked positions of held-out examples; chance (uniform guess "
+        f"among the possible answers) = {levels}",
+        f"{cfg.steps} steps x {cfg.batch_size} sequences per run, {cfg.precision}; "
+        f"{workers} run(s) at a time (step_ms is wall time per step while sharing the "
+        "device with the other workers)",
+    ]
     if per_run is not None:
         capped = sum(r["capped"] for r in rows)
         notes.append(
             f"time-capped: {per_run:.1f} s of training per run; {capped}/{len(rows)} runs "
             f"stopped before {cfg.steps} steps (see 'steps'): accuracies are not converged"
         )
+    errors = [r for r in rows if r["status"] != "ok"]
+    if errors:
+        notes.append(f"{len(errors)} run(s) failed: " + "; ".join(
+            f"{r['mixer']} {r['task']} d={r['width']}: {r['status']}" for r in errors))  # fmt: skip
     att, mam = _acc(rows, "softmax", "mqar", w), _acc(rows, "mamba", "copy", w)
     if att is not None:
         verdict = "solves" if att >= 0.9 else "does NOT solve"
@@ -236,7 +307,9 @@ def _plot(ctx, rows, mixers, tasks, widths):
     for ax, task in zip(axes[0], tasks, strict=True):
         for i, mixer in enumerate(mixers):
             pts = sorted(
-                (r["width"], r["acc"]) for r in rows if r["mixer"] == mixer and r["task"] == task
+                (r["width"], r["acc"])
+                for r in rows
+                if r["mixer"] == mixer and r["task"] == task and r["acc"] is not None
             )
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=mixer)
         ax.set(title=task, xlabel="model width", ylim=(-0.02, 1.02))

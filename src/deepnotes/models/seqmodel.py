@@ -8,13 +8,19 @@ Unlike the decoder LM (`deepnotes.models.lm`), the mixers may be bidirectional
 goes to every mixer and to the pooling, so padded tokens never reach the prediction.
 
 `fit_task` trains any model with `deepnotes.train.Trainer` (AdamW, warm-up + cosine,
-gradient clipping) under an optional wall-clock cap, and evaluates at the end.
+gradient clipping, optional bf16 autocast) under an optional wall-clock cap, and evaluates at
+the end. `map_runs` spreads independent training runs over worker processes: a model this
+small leaves a GPU idle between kernel launches, so several processes sharing it finish a
+sweep sooner than one process running the models in turn.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,3 +139,31 @@ def sampler(*tensors: torch.Tensor, batch_size: int, seed: int, device=None):
         return tuple(t[idx].to(device) for t in tensors)
 
     return draw
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    os.environ["DEEPNOTES_NO_PROGRESS"] = "1"
+
+
+def map_runs(fn: Callable, calls: list[tuple], workers: int = 1) -> Iterator[tuple[int, Any]]:
+    """Yield (i, fn(*calls[i])) for every call, in order of completion.
+
+    workers <= 1 runs them here, in order. Otherwise a pool of `workers` spawned processes
+    (spawn, not fork: CUDA cannot be used in a forked child) each with cpu_count // workers
+    threads; `fn` must then be a module-level function and its arguments picklable.
+    """
+    if workers <= 1 or len(calls) <= 1:
+        for i, args in enumerate(calls):
+            yield i, fn(*args)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    ) as pool:
+        futures = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()

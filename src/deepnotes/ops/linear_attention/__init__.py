@@ -83,7 +83,9 @@ def chunk_linear_attn(
             eps=eps,
             feature_map=feature_map,
         )
-    return torch_chunk_linear_attn(
+    # Under CUDA autocast the torch form's cumsum and division run in fp32 (autocast's fp32
+    # list); return the dtype both paths promise.
+    o, final_state = torch_chunk_linear_attn(
         q,
         k,
         v,
@@ -94,6 +96,7 @@ def chunk_linear_attn(
         eps=eps,
         feature_map=feature_map,
     )
+    return o.to(q.dtype), final_state
 
 
 __all__ = [

@@ -19,3 +19,8 @@ def test_job_smoke(name, job, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["name"] == name and saved["table"] == json.loads(json.dumps(saved["table"]))
     assert rec["plots"], "every job writes at least one plot"
+
+
+def test_recorded_command_leaves_out_the_output_folder():
+    argv = ["bench", "mixers", "--out", "runs/x", "--workers", "2", "--out=runs/y"]
+    assert jobs.recorded_command(argv) == "deepnotes bench mixers --workers 2"

@@ -169,6 +169,20 @@ def default_out(job: Job) -> Path:
     return Path("runs") / job.name / stamp
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command line to record, without `--out DIR`: the output folder is a path of the
+    machine that ran it, not part of how to reproduce the result."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return " ".join(["deepnotes", *kept])
+
+
 def run_job(
     job: Job,
     cfg: Any,
@@ -209,7 +223,7 @@ def run_job(
         "versions": versions(),
         "wall_time_s": wall,
         "started": started,
-        "command": command or " ".join(["deepnotes", *sys.argv[1:]]),
+        "command": command or recorded_command(sys.argv[1:]),
     }
     atomic_write_json(out / "results.json", record)
     if not quiet:

@@ -21,8 +21,17 @@ import torch.nn.functional as F
 import deepnotes.mixers as M
 from deepnotes.data.synthetic import LISTOPS_VOCAB, PAD, listops
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.models.seqmodel import SeqModel, SeqModelConfig, fit_task, sampler
+from deepnotes.models.seqmodel import (
+    SeqModel,
+    SeqModelConfig,
+    fit_task,
+    map_runs,
+    sampler,
+    shareable,
+    shared,
+)
 from deepnotes.train import TrainConfig
+from deepnotes.utils.io import atomic_write_json
 
 LRA = "Tay et al. 2021 (LRA), Table 1"
 # mixer -> (published model, ListOps accuracy %, source). Quoted for orientation only.
@@ -59,6 +68,9 @@ class ListOpsConfig:
     weight_decay: float = 0.05  # decoupled weight decay
     warmup: int = 30  # warm-up steps
     time_budget_s: float = 0.0  # optional wall-clock cap, split evenly over mixers (0 = none)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights; the gpu preset)
+    workers: int = 1  # mixers trained at once in spawned processes (1 = in this process)
+    strict: bool = True  # a run that raises stops the job (False: recorded as an error row)
 
 
 def chosen(cfg: ListOpsConfig) -> list[str]:
@@ -135,43 +147,30 @@ def accuracy(model, x, y, batch: int = 50) -> dict:
 )
 def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
     mixers = chosen(cfg)
-    gen = dict(max_depth=cfg.max_depth, max_args=cfg.max_args, pad_to=cfg.max_len)
     ctx.log(f"generating {cfg.train_examples} + {cfg.eval_examples} ListOps examples")
-    x, y = listops(cfg.train_examples, cfg.min_len, cfg.max_len, seed=2 * ctx.seed, **gen)
-    xv, yv = listops(cfg.eval_examples, cfg.min_len, cfg.max_len, seed=2 * ctx.seed + 1, **gen)
-    xv, yv = xv.to(ctx.device), yv.to(ctx.device)
+    x, y = generate(cfg, cfg.train_examples, 2 * ctx.seed)
+    xv, yv = generate(cfg, cfg.eval_examples, 2 * ctx.seed + 1)
     majority = Counter(y.tolist()).most_common(1)[0][0]
     baseline = (yv == majority).float().mean().item()
-    per_run = cfg.time_budget_s / len(mixers) if cfg.time_budget_s > 0 else None
+    workers = max(1, min(cfg.workers, len(mixers)))
+    per_run = cfg.time_budget_s * workers / len(mixers) if cfg.time_budget_s > 0 else None
     rows = []
-    for name in ctx.progress(mixers, desc="listops"):
-        torch.manual_seed(ctx.seed)
-        mcfg = SeqModelConfig(
-            vocab_size=len(LISTOPS_VOCAB), n_classes=10, d_model=cfg.d_model,
-            n_layers=cfg.n_layers, mixer=name, mixer_kwargs=mixer_kwargs(name, cfg),
-            causal=False, max_len=cfg.max_len,
-        )  # fmt: skip
-        model = SeqModel(mcfg).to(ctx.device)
-        tcfg = TrainConfig(
-            steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
-            weight_decay=cfg.weight_decay, seed=ctx.seed, progress=False,
-        )  # fmt: skip
-        batches = sampler(x, y, batch_size=cfg.batch_size, seed=ctx.seed, device=ctx.device)
-        fit = fit_task(
-            model, tcfg, batches, loss_fn=classify_loss,
-            eval_fn=lambda m: accuracy(m, xv, yv), max_seconds=per_run,
-        )  # fmt: skip
-        quoted = QUOTED.get(name)
-        rows.append({
-            "mixer": name, "acc": fit.final["acc"], "eval_loss": fit.final["loss"],
-            "steps": fit.steps, "train_s": round(fit.seconds, 1), "capped": fit.stopped_early,
-            "quoted_model": quoted[0] if quoted else None,
-            "quoted_acc": quoted[1] / 100 if quoted else None,
-        })  # fmt: skip
+    with shareable((x, y, xv, yv), workers) as data:
+        calls = [(cfg, name, ctx.seed, str(ctx.device), per_run, data) for name in mixers]
+        bar = ctx.progress(total=len(mixers), desc="listops")
+        for _, row in map_runs(train_mixer, calls, workers):
+            rows.append(row)
+            atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
+            bar.set_postfix_str(f"{row['mixer']} acc={row['acc']}")
+            bar.update(1)
+        bar.close()
+    rows.sort(key=lambda r: mixers.index(r["mixer"]))
     _plot(ctx, rows, baseline)
     sources = sorted({q[2] for n, q in QUOTED.items() if n in mixers})
     notes = [
-        f"padded length {cfg.max_len}; {cfg.train_examples} training examples; majority-class "
+        f"padded length {cfg.max_len} (sequences of {cfg.min_len} < L < {cfg.max_len} tokens); "
+        f"{cfg.train_examples} training examples; {cfg.steps} steps x {cfg.batch_size}; "
+        f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.precision}; majority-class "
         f"baseline {baseline:.3f}",
         "quoted_acc: published ListOps accuracy of the closest model (QUOTED, not measured "
         "here; the published models trained far longer on 96k examples): " + "; ".join(sources),
@@ -180,6 +179,10 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
         capped = sum(r["capped"] for r in rows)
         notes.append(f"time-capped: {per_run:.0f} s of training per mixer; {capped} of "
                      f"{len(rows)} runs stopped before {cfg.steps} steps")  # fmt: skip
+    errors = [r for r in rows if r["status"] != "ok"]
+    if errors:
+        notes.append(f"{len(errors)} run(s) failed: " + "; ".join(
+            f"{r['mixer']}: {r['status']}" for r in errors))  # fmt: skip
     metrics = {f"acc/{r['mixer']}": r["acc"] for r in rows}
     metrics["majority_baseline"] = baseline
     return Result(
@@ -191,7 +194,9 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
             "eval_loss",
             "steps",
             "train_s",
+            "step_ms",
             "capped",
+            "status",
             "quoted_model",
             "quoted_acc",
         ],  # fmt: skip
@@ -199,11 +204,74 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
     )
 
 
+CHUNK = 250  # examples per generator call (fixed, so the data do not depend on workers)
+
+
+def _listops_chunk(n, min_len, max_len, max_depth, max_args, seed, pad_to):
+    return listops(n, min_len, max_len, max_depth=max_depth, max_args=max_args, seed=seed,
+                   pad_to=pad_to)  # fmt: skip
+
+
+def generate(cfg: ListOpsConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n examples, generated in chunks of CHUNK (over `cfg.workers` processes) and joined."""
+    calls = [
+        (min(CHUNK, n - k), cfg.min_len, cfg.max_len, cfg.max_depth, cfg.max_args,
+         seed * 100_003 + k // CHUNK, cfg.max_len)
+        for k in range(0, n, CHUNK)
+    ]  # fmt: skip
+    parts = dict(map_runs(_listops_chunk, calls, min(cfg.workers, len(calls))))
+    x = torch.cat([parts[i][0] for i in range(len(calls))])
+    y = torch.cat([parts[i][1] for i in range(len(calls))])
+    return x.to(torch.uint8), y  # 20 token ids: uint8 keeps the shared copy small
+
+
+def train_mixer(cfg: ListOpsConfig, name, seed, device, max_seconds, data) -> dict:
+    """Train one mixer from scratch on the shared data; its table row."""
+    x, y, xv, yv = shared(data)
+    quoted = QUOTED.get(name)
+    row = {"mixer": name, "quoted_model": quoted[0] if quoted else None,
+           "quoted_acc": quoted[1] / 100 if quoted else None}  # fmt: skip
+    try:
+        torch.manual_seed(seed)
+        mcfg = SeqModelConfig(
+            vocab_size=len(LISTOPS_VOCAB), n_classes=10, d_model=cfg.d_model,
+            n_layers=cfg.n_layers, mixer=name, mixer_kwargs=mixer_kwargs(name, cfg),
+            causal=False, max_len=cfg.max_len,
+        )  # fmt: skip
+        model = SeqModel(mcfg).to(device)
+        tcfg = TrainConfig(
+            steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
+            weight_decay=cfg.weight_decay, precision=cfg.precision, seed=seed, progress=False,
+        )  # fmt: skip
+        draw = sampler(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
+
+        def batches():
+            xb, yb = draw()
+            return xb.long(), yb  # token ids travel as uint8
+
+        xv, yv = xv.to(device).long(), yv.to(device)
+        fit = fit_task(
+            model, tcfg, batches, loss_fn=classify_loss,
+            eval_fn=lambda m: accuracy(m, xv, yv), max_seconds=max_seconds,
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - strict=False records it in the table
+        if cfg.strict:
+            raise
+        status = f"error: {type(e).__name__}: {e}"[:200]
+        return {**row, "acc": None, "eval_loss": None, "steps": 0, "train_s": 0.0,
+                "step_ms": None, "capped": False, "status": status}  # fmt: skip
+    return {
+        **row, "acc": fit.final["acc"], "eval_loss": fit.final["loss"], "steps": fit.steps,
+        "train_s": round(fit.seconds, 1), "step_ms": round(1000 * fit.seconds / fit.steps, 1),
+        "capped": fit.stopped_early, "status": "ok",
+    }  # fmt: skip
+
+
 def _plot(ctx, rows, baseline):
     fig, ax = ctx.figure(figsize=(max(6, 0.8 * len(rows) + 2), 4))
     names = [r["mixer"] for r in rows]
     pos = range(len(rows))
-    ax.bar([p - 0.2 for p in pos], [r["acc"] for r in rows], 0.4, label="measured")
+    ax.bar([p - 0.2 for p in pos], [r["acc"] or 0.0 for r in rows], 0.4, label="measured")
     quoted = [(p, r["quoted_acc"]) for p, r in zip(pos, rows, strict=True) if r["quoted_acc"]]
     ax.bar([p + 0.2 for p, _ in quoted], [q for _, q in quoted], 0.4, alpha=0.5,
            label="published (quoted, longer training)")  # fmt: skip

@@ -27,7 +27,7 @@ from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
 from deepnotes.experiments.lm_common import auto_positions
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import LM, LMConfig
-from deepnotes.models.seqmodel import fit_task, map_runs, sampler
+from deepnotes.models.seqmodel import fit_task, map_runs, sampler, shareable, shared
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
@@ -58,7 +58,7 @@ class RecallConfig:
     warmup: int = 20  # linear warm-up steps
     train_examples: int = 20000  # fixed training pool per task (sampled with replacement)
     eval_examples: int = 256  # held-out examples per task
-    time_budget_s: float = 0.0  # optional wall-clock cap, split evenly over runs (0 = none)
+    time_budget_s: float = 0.0  # optional training wall-clock cap of the whole job (0 = none)
     tasks: list[str] = field(default_factory=lambda: ["mqar", "copy"])  # which task families
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights; the gpu preset)
     workers: int = 1  # runs trained at once in spawned processes (1 = in this process)
@@ -80,21 +80,23 @@ PRESETS = {
         "train_examples": 32,
         "eval_examples": 8,
     },
-    "gpu": {
-        "mixers": ["all"],
+    "gpu": {  # one H100 in about 5 minutes (docs/ssm.md)
+        "mixers": ["softmax", "sliding_window", "linear", "lstm", "s4d", "s4", "mamba"],
         "widths": [64, 128],
         "mqar_vocab": 256,
         "copy_length": 256,
         "copy_tokens": 16,
         "copy_vocab": 16,
-        "steps": 2000,
+        "steps": 1500,
         "batch_size": 128,
-        "lr": 2e-3,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
         "warmup": 100,
-        "train_examples": 100000,
+        "train_examples": 50000,
         "eval_examples": 1000,
         "precision": "bf16",
-        "workers": 6,
+        "workers": 7,
+        "time_budget_s": 240.0,
         "strict": False,
     },
 }
@@ -167,16 +169,19 @@ def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
     # the slowest runs first, so that no worker is left with a long one at the end
     runs.sort(key=lambda r: -COST.get(r[0], 1) * tasks[r[1]][3] * r[2] ** 0.5)
     workers = max(1, min(cfg.workers, len(runs)))
-    per_run = cfg.time_budget_s * workers / len(runs) if cfg.time_budget_s > 0 else None
-    calls = [(cfg, m, i, w, ctx.seed, str(ctx.device), per_run) for m, i, w in runs]
+    waves = -(-len(runs) // workers)  # runs per worker, rounded up
+    per_run = cfg.time_budget_s / waves if cfg.time_budget_s > 0 else None
+    data = {i: task_data(cfg, i, ctx.seed) for i in range(len(tasks))}
     rows = []
-    bar = ctx.progress(total=len(runs), desc="recall")
-    for _, row in map_runs(train_run, calls, workers):
-        rows.append(row)
-        atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
-        bar.set_postfix_str(f"{row['mixer']} {row['task']} d={row['width']} acc={row['acc']}")
-        bar.update(1)
-    bar.close()
+    with shareable(data, workers) as data:
+        calls = [(cfg, m, i, w, ctx.seed, str(ctx.device), per_run, data) for m, i, w in runs]
+        bar = ctx.progress(total=len(runs), desc="recall")
+        for _, row in map_runs(train_run, calls, workers):
+            rows.append(row)
+            atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
+            bar.set_postfix_str(f"{row['mixer']} {row['task']} d={row['width']} acc={row['acc']}")
+            bar.update(1)
+        bar.close()
     order = {(m, t[0], w): k for k, (m, t, w) in enumerate(
         (m, t, w) for m in mixers for t in tasks for w in cfg.widths)}  # fmt: skip
     rows.sort(key=lambda r: order[(r["mixer"], r["task"], r["width"])])
@@ -200,24 +205,18 @@ def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
     )
 
 
-_DATA: dict = {}  # (task label, sizes, seed) -> tensors, per process
-
-
 def task_data(cfg: RecallConfig, i: int, seed: int):
-    """Training pool and held-out set of task i (cached: several runs share them)."""
-    label, _, gen, _ = task_list(cfg)[i]
-    key = (label, cfg.train_examples, cfg.eval_examples, seed)
-    if key not in _DATA:
-        x, y = gen(cfg.train_examples, seed * 1000 + 2 * i)
-        xv, yv = gen(cfg.eval_examples, seed * 1000 + 2 * i + 1)
-        _DATA[key] = (x, y, xv, yv)
-    return _DATA[key]
+    """Training pool and held-out set of task i: (x, y, x_eval, y_eval)."""
+    _, _, gen, _ = task_list(cfg)[i]
+    x, y = gen(cfg.train_examples, seed * 1000 + 2 * i)
+    xv, yv = gen(cfg.eval_examples, seed * 1000 + 2 * i + 1)
+    return x, y, xv, yv
 
 
-def train_run(cfg, mixer, i, width, seed, device, max_seconds) -> dict:
-    """Train one (mixer, task i, width) from scratch; its table row."""
+def train_run(cfg, mixer, i, width, seed, device, max_seconds, data) -> dict:
+    """Train one (mixer, task i, width) from scratch; its table row. data: see `shared`."""
     label, vocab, _, T = task_list(cfg)[i]
-    x, y, xv, yv = task_data(cfg, i, seed)
+    x, y, xv, yv = shared(data)[i]
     row = {"mixer": mixer, "task": label, "width": width}
     try:
         torch.manual_seed(seed)

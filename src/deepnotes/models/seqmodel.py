@@ -16,8 +16,10 @@ sweep sooner than one process running the models in turn.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -167,3 +169,28 @@ def map_runs(fn: Callable, calls: list[tuple], workers: int = 1) -> Iterator[tup
         futures = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
+
+
+_LOADED: dict[str, Any] = {}  # path -> object, per process
+
+
+@contextlib.contextmanager
+def shareable(obj: Any, workers: int):
+    """`obj` itself for one worker; else the path of a temporary torch.save of it, which
+    `shared` loads once per process (large tensors are not pickled into every call)."""
+    if workers <= 1:
+        yield obj
+        return
+    with tempfile.TemporaryDirectory(prefix="deepnotes-") as tmp:
+        path = os.path.join(tmp, "data.pt")
+        torch.save(obj, path)
+        yield path
+
+
+def shared(obj_or_path: Any) -> Any:
+    """The object behind `shareable`'s value."""
+    if not isinstance(obj_or_path, str):
+        return obj_or_path
+    if obj_or_path not in _LOADED:
+        _LOADED[obj_or_path] = torch.load(obj_or_path, weights_only=True)
+    return _LOADED[obj_or_path]

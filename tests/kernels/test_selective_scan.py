@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan, torch_selective_scan
-from tests.kernels.common import assert_rule, cpu, gpu, values_and_grads
+from tests.kernels.common import assert_rule, cpu, cpu_only, gpu, values_and_grads
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -25,6 +25,8 @@ CASES = [
         for dt in (bf16, f32)
     ],
     gpu(2, 40, 12, 1000, ALL, True, True, f16, id="N12-Dm40-f16"),
+    gpu(1, 48, 64, 333, ALL, True, True, bf16, id="N64-L333-bf16"),
+    gpu(1, 64, 3, 8195, ALL, True, True, bf16, id="N3-L8195-bf16"),
 ]
 
 # Mamba keeps A, D and delta_bias in fp32 whatever the activations' dtype.
@@ -88,3 +90,26 @@ def test_backend_selection(seed, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(ValueError, match="dtype torch.float64"):
         selective_scan(**{k: v.double() for k, v in x.items()}, backend="triton")
+
+
+@pytest.mark.parametrize("split", [1, 4])
+@cpu_only
+def test_selective_scan_state_split(split, seed, monkeypatch):
+    """The forward kernel with the states split over 1 or 4 lane groups (N = 6, padded to 8),
+    an awkward L and the last state; gradients through the shared rule."""
+    import deepnotes.ops.ssm.triton_scan as ts
+
+    monkeypatch.setattr(ts, "INTERPRET_SPLIT", split)
+    Bt, Dm, N, L = 1, 5, 6, 63
+    x = _inputs(Bt, Dm, N, L, ALL, f32, "cpu")
+
+    def run(impl, **kw):
+        return lambda *a: impl(*a, delta_softplus=True, return_last_state=True, **kw)
+
+    vals = list(x.values())
+    cot = [torch.randn(Bt, Dm, L), torch.randn(Bt, Dm, N)]
+    ours = values_and_grads(run(selective_scan, backend="triton"), vals, cot)
+    lowp = values_and_grads(run(torch_selective_scan), vals, cot)
+    ref = values_and_grads(run(naive_selective_scan), [t.double() for t in vals], cot)
+    names = ["out", "h_last"] + [f"d{n}" for n in ALL]
+    assert_rule(ours, lowp, ref, names, f32)

@@ -40,7 +40,13 @@ import triton
 import triton.language as tl
 
 from deepnotes.ops.backend import interpreting
-from deepnotes.ops.ssm.triton_scan_fwd import fwd_tiling, selective_scan_fwd_kernel
+from deepnotes.ops.ssm.triton_scan_fwd import (
+    INTERPRET_BD,
+    INTERPRET_SPLIT,
+    chunk_steps,
+    selective_scan_fwd_kernel,
+    selective_scan_fwd_tuned,
+)
 from deepnotes.ops.triton_utils import pow2
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
@@ -48,7 +54,7 @@ LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
 # (BD channels, BL steps) per program (docs/kernels.md). BD shrinks, down to MIN_BD, until
 # the grid has MIN_PROGRAMS programs (two per H100 multiprocessor). Small tiles under the
 # interpreter so the CPU tests cross several chunks and channel blocks.
-BWD_CONFIG = dict(BD=32, BL=64, num_warps=8, num_stages=1)
+BWD_CONFIG = dict(BD=32, BL=64, num_warps=4, num_stages=1)
 INTERPRET_CONFIG = dict(BD=4, BL=16, num_warps=4, num_stages=1)
 MIN_BD, MIN_PROGRAMS = 16, 264
 MAX_N = 64
@@ -227,7 +233,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
     Bt, Dm, L = u.shape
     N = A.shape[1]
     BN = pow2(N, 2)
-    BD, BL, num_warps = fwd_tiling(u, delta, z, Dm, Bt, interpreting())
+    BL = chunk_steps(u, delta, z)
     save_every = _cfg(BWD_CONFIG, Dm, Bt)["BL"]
     NS = triton.cdiv(L, save_every)
     f32 = dict(device=u.device, dtype=torch.float32)
@@ -240,7 +246,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
     h0s = torch.empty(Bt, Dm, NS, N, **f32) if save_states else None
     hlast = torch.empty(Bt, Dm, N, **f32) if store_last else None
     ypre = torch.empty_like(u) if save_states and z is not None else None
-    selective_scan_fwd_kernel[(triton.cdiv(Dm, BD), Bt)](
+    args = (
         u,
         delta,
         A.t().contiguous(),
@@ -256,7 +262,9 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
         L,
         N,
         NS,
-        BD=BD,
+        Bt,
+    )
+    kw = dict(
         BN=BN,
         BL=BL,
         SAVE_EVERY=save_every,
@@ -267,9 +275,14 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
         SAVE_STATES=save_states,
         STORE_LAST=store_last,
         FAST_EXP=not interpreting(),
-        num_warps=num_warps,
-        num_stages=1,
     )
+    if interpreting():
+        grid = (triton.cdiv(Dm, INTERPRET_BD), Bt)
+        selective_scan_fwd_kernel[grid](
+            *args, **kw, BD=INTERPRET_BD, SPLIT=INTERPRET_SPLIT, num_warps=1
+        )
+    else:
+        selective_scan_fwd_tuned[lambda meta: (triton.cdiv(Dm, meta["BD"]), Bt)](*args, **kw)
     return out, h0s, hlast, ypre
 
 

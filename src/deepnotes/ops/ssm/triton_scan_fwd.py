@@ -47,7 +47,7 @@ def _exp2(x, FAST: tl.constexpr):
 @triton.jit
 def _step_size(dt_raw, bias, SOFTPLUS: tl.constexpr):
     """delta + bias, through softplus (threshold 20, as F.softplus) when asked. fp32."""
-    dt = dt_raw + bias[:, None]
+    dt = dt_raw + bias
     if SOFTPLUS:
         dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(dt, 20.0))), dt)
     return dt
@@ -55,10 +55,10 @@ def _step_size(dt_raw, bias, SOFTPLUS: tl.constexpr):
 
 @triton.jit
 def _load_chunk(U, DELTA, Z, row, t, m, HAS_Z: tl.constexpr):
-    u = tl.load(U + row + t[None, :], mask=m, other=0.0)
-    dt = tl.load(DELTA + row + t[None, :], mask=m, other=0.0)
+    u = tl.load(U + row + t[None, None, :], mask=m, other=0.0)
+    dt = tl.load(DELTA + row + t[None, None, :], mask=m, other=0.0)
     if HAS_Z:
-        z = tl.load(Z + row + t[None, :], mask=m, other=0.0)
+        z = tl.load(Z + row + t[None, None, :], mask=m, other=0.0)
     else:
         z = u
     return u, dt, z
@@ -80,9 +80,11 @@ def selective_scan_fwd_kernel(
     Dm,
     L,
     N,
-    NS,
+    NSAVE,
+    Bt,
     BD: tl.constexpr,
     BN: tl.constexpr,
+    SPLIT: tl.constexpr,
     BL: tl.constexpr,
     SAVE_EVERY: tl.constexpr,
     HAS_D: tl.constexpr,
@@ -94,91 +96,111 @@ def selective_scan_fwd_kernel(
     FAST_EXP: tl.constexpr,
 ):
     """u, delta, z, out, ypre: [Bt, Dm, L] contiguous; A: [N, Dm] (transposed);
-    BC: [Bt, NC * BL, 2, BN] fp32 (B then C per step); H0S: [Bt, Dm, NS, N] fp32, the
+    BC: [Bt, NC * BL, 2, BN] fp32 (B then C per step); H0S: [Bt, Dm, NSAVE, N] fp32, the
     states before steps 0, SAVE_EVERY, 2 SAVE_EVERY, ...; HLAST: [Bt, Dm, N] fp32.
     With SAVE_STATES (a backward pass follows) H0S is written, and YPRE = y before the
     gate when z is given."""
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
-    offs_n = tl.arange(0, BN)
+    # state n = s * NB + i sits in lane group s (of SPLIT) and register i (of NB)
+    NB: tl.constexpr = BN // SPLIT
+    offs_n = tl.arange(0, SPLIT)[None, :] * NB + tl.arange(0, NB)[:, None]  # [NB, SPLIT]
+    n3 = offs_n[:, :, None]
     offs_l = tl.arange(0, BL)
     d_ok = offs_d < Dm
-    nd_mask = (offs_n < N)[:, None] & d_ok[None, :]
+    nd_mask = (n3 < N) & d_ok[None, None, :]
     if HAS_BIAS:
-        bias = tl.load(BIAS + offs_d, mask=d_ok, other=0.0).to(tl.float32)
+        bias = tl.load(BIAS + offs_d, mask=d_ok, other=0.0).to(tl.float32)[None, :, None]
     else:
-        bias = tl.zeros([BD], dtype=tl.float32)
+        bias = tl.zeros([1, BD, 1], dtype=tl.float32)
     # A is read as [N, Dm] (transposed by the caller) through channel offsets marked
     # non-contiguous: the load then takes the layout of h (channels across threads, states
     # inside each thread) instead of one that would spread the states across threads.
     # Padded states get A = 0 (and B = C = 0): they stay 0 and add nothing.
     d_any = tl.max_contiguous(offs_d, 1)
-    A2 = tl.load(A + offs_n[:, None] * Dm + d_any[None, :], mask=nd_mask, other=0.0)
-    A2 = A2.to(tl.float32) * LOG2E  # [BN, BD]
-    row = (b * Dm + offs_d)[:, None] * L  # [BD, 1] start of each channel's row
-    st_rows = (b * Dm + offs_d)[None, :] * NS
-    h = tl.zeros([BN, BD], dtype=tl.float32)
+    A2 = tl.load(A + n3 * Dm + d_any[None, None, :], mask=nd_mask, other=0.0)
+    A2 = A2.to(tl.float32) * LOG2E  # [NB, SPLIT, BD]
+    # Tiles of u, delta, z, y are [SPLIT, BD, BL], the same row for each lane group of a
+    # channel: that order gives them the lanes of h (and time inside each thread).
+    row = (b * Dm + offs_d)[None, :, None] * L + tl.zeros([SPLIT, 1, 1], dtype=tl.int64)
+    dtile_ok = d_ok[None, :, None]
+    st_rows = (b * Dm + offs_d)[None, None, :] * NSAVE
+    h = tl.zeros([NB, SPLIT, BD], dtype=tl.float32)
     NC = tl.cdiv(L, BL)
     bc_row = BC + b * (NC * BL * 2 * BN)
     t = offs_l
-    m = d_ok[:, None] & (t < L)[None, :]
+    m = dtile_ok & (t < L)[None, None, :]
     u_n, dt_n, z_n = _load_chunk(U, DELTA, Z, row, t, m, HAS_Z)
     for c in range(0, NC):
         if SAVE_STATES:
             if (c * BL) % SAVE_EVERY == 0:
                 s = (c * BL) // SAVE_EVERY
-                tl.store(H0S + ((st_rows + s) * N + offs_n[:, None]), h, mask=nd_mask)
+                tl.store(H0S + ((st_rows + s) * N + n3), h, mask=nd_mask)
         u_raw, dt_raw, z_raw = u_n, dt_n, z_n
         # prefetch the next chunk (masked off past the end)
         t = (c + 1) * BL + offs_l
-        m_next = d_ok[:, None] & (t < L)[None, :]
+        m_next = dtile_ok & (t < L)[None, None, :]
         u_n, dt_n, z_n = _load_chunk(U, DELTA, Z, row, t, m_next, HAS_Z)
         t = c * BL + offs_l
-        t_ok = (t < L)[None, :]
-        m = d_ok[:, None] & t_ok
+        t_ok = (t < L)[None, None, :]
+        m = dtile_ok & t_ok
         u = u_raw.to(tl.float32)
         # steps past L get dt = 0: a = 1, b = 0, the identity map, so the state passes through
         dt = tl.where(t_ok, _step_size(dt_raw.to(tl.float32), bias, SOFTPLUS), 0.0)
         dtu = dt * u
-        y = tl.zeros([BD, BL], dtype=tl.float32)
+        y = tl.zeros([SPLIT, BD, BL], dtype=tl.float32)  # each lane group's part of y
         for j in tl.static_range(BL):
-            pick = (offs_l == j)[None, :]
-            dt_j = tl.sum(tl.where(pick, dt, 0.0), 1)  # [BD], a register pick
-            dtu_j = tl.sum(tl.where(pick, dtu, 0.0), 1)
+            pick = (offs_l == j)[None, None, :]
+            dt_j = tl.sum(tl.where(pick, dt, 0.0), 2)[None]  # [1, SPLIT, BD], a register pick
+            dtu_j = tl.sum(tl.where(pick, dtu, 0.0), 2)[None]
             bc = bc_row + (c * BL + j) * (2 * BN)
-            B_j = tl.load(bc + offs_n)  # [BN], the same for every thread
-            C_j = tl.load(bc + BN + offs_n)
-            a = _exp2(A2 * dt_j[None, :], FAST_EXP)
-            h = a * h + B_j[:, None] * dtu_j[None, :]
-            y_j = tl.sum(h * C_j[:, None], 0)  # [BD]
-            y = tl.where(pick, y_j[:, None], y)
+            B_j = tl.load(bc + offs_n)[:, :, None]  # the same for every channel
+            C_j = tl.load(bc + BN + offs_n)[:, :, None]
+            a = _exp2(A2 * dt_j, FAST_EXP)
+            h = a * h + B_j * dtu_j
+            y_j = tl.sum(h * C_j, 0)  # [SPLIT, BD], inside each thread
+            y = tl.where(pick, y_j[:, :, None], y)
+        # the lane groups' parts: one shuffle level per group split, once per chunk
+        y = tl.sum(y, 0)[None]
+        m1 = m & (tl.arange(0, SPLIT) == 0)[:, None, None]  # one lane group stores
         if HAS_D:
-            y += tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)[:, None] * u
+            y += tl.load(Dv + offs_d, mask=d_ok, other=0.0).to(tl.float32)[None, :, None] * u
         if HAS_Z:
             if SAVE_STATES:
-                tl.store(YPRE + row + t[None, :], y.to(YPRE.dtype.element_ty), mask=m)
+                tl.store(YPRE + row + t[None, None, :], y.to(YPRE.dtype.element_ty), mask=m1)
             zz = z_raw.to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
-        tl.store(OUT + row + t[None, :], y.to(OUT.dtype.element_ty), mask=m)
+        tl.store(OUT + row + t[None, None, :], y.to(OUT.dtype.element_ty), mask=m1)
     if STORE_LAST:
-        tl.store(HLAST + (b * Dm + offs_d)[None, :] * N + offs_n[:, None], h, mask=nd_mask)
+        tl.store(HLAST + (b * Dm + offs_d)[None, None, :] * N + n3, h, mask=nd_mask)
 
 
-# Channels per program = 32 x num_warps (one per thread). Fewer warps per program when the
-# grid would leave multiprocessors without several programs each (long L, small batch).
-FWD_WARPS = (4, 2, 1)
-MIN_PROGRAMS = 4 * 132
-INTERPRET_BD = 4
+# Channels per program BD = 32 x num_warps / SPLIT (one channel per SPLIT lanes). Splitting
+# the states over lanes multiplies the threads by SPLIT (for long L with a small batch there
+# are only Bt x Dm channels) at the price of one shuffle level per split and step; the
+# autotuner picks per (Dm, L, Bt). SPLIT > 1 needs one warp (more would split the states
+# across warps).
+FWD_CONFIGS = [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1), (8, 1)]  # (SPLIT, num_warps)
+INTERPRET_BD, INTERPRET_SPLIT = 4, 2  # small tiles: several channel blocks, split states
 
 
-def fwd_tiling(u, delta, z, Dm: int, Bt: int, interpret: bool) -> tuple[int, int, int]:
-    """(BD, BL, num_warps). BL: one 16-byte load per row for the widest of u, delta, z."""
-    size = max(t.element_size() for t in (u, delta, z) if t is not None)
-    BL = 16 // size
-    if interpret:
-        return INTERPRET_BD, BL, 1
-    for w in FWD_WARPS:
-        if triton.cdiv(Dm, 32 * w) * Bt >= MIN_PROGRAMS:
-            break
-    return 32 * w, BL, w
+def _prune(configs, named_args, **kwargs):
+    """Drop splits wider than the padded state size."""
+    BN = kwargs.get("BN", named_args.get("BN"))
+    return [c for c in configs if c.kwargs["SPLIT"] <= BN]
+
+
+selective_scan_fwd_tuned = triton.autotune(
+    configs=[
+        triton.Config({"SPLIT": sp, "BD": 32 * w // sp}, num_warps=w, num_stages=1)
+        for sp, w in FWD_CONFIGS
+    ],
+    key=["Dm", "L", "Bt", "BN", "BL"],
+    prune_configs_by={"early_config_prune": _prune},
+)(selective_scan_fwd_kernel)
+
+
+def chunk_steps(u, delta, z) -> int:
+    """BL: one 16-byte load per row for the widest of u, delta, z."""
+    return 16 // max(t.element_size() for t in (u, delta, z) if t is not None)

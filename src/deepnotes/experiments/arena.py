@@ -11,9 +11,13 @@ optimizer, schedule and number of steps. Reported per mixer:
   mixers without one recompute the whole prefix per token, and say so), and a sample, both
   from `deepnotes.generate.generate` (prefill of the short prompt included).
 
-Budget: `steps` per mixer, plus a wall-clock guard `max_total_seconds`: each mixer may train
-for at most its share of the time left, so a slow (or newly added) mixer cannot push the
-run past the guard; a mixer stopped that way is marked in the table. Results are written
+Budget: the same `steps` x `batch_size` x `seq_len` tokens for every mixer. The default is
+sized so that all mixers finish in about 4 minutes on a 2-core CPU (S4, the slowest, sets
+the size). `max_total_seconds` is only a safety net for a loaded machine or
+a slow newly added mixer: a mixer is stopped early only when the whole run would otherwise
+pass the guard (keeping `reserve_seconds` for each mixer still to run). A stopped mixer
+breaks the equal budget, and the run says so loudly: its status reads "TIME CAP", the first
+note lists every capped mixer, and `metrics["equal_budget"]` is False. Results are written
 atomically per mixer under OUT/mixers/ as each finishes; rerunning with the same --out and
 config reuses them, so a crash loses at most the mixer in progress.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -57,19 +62,25 @@ class ArenaConfig:
     n_layers: int = 2  # LM depth
     n_heads: int | None = 2  # heads, for mixers that take n_heads (None = mixer default)
     seq_len: int = 128  # training window (bytes)
-    batch_size: int = 8  # sequences per step (1k bytes: many small steps suit a tiny budget)
-    steps: int = 160  # optimizer steps per mixer (the equal budget)
+    batch_size: int = 8  # sequences per step (1k bytes: many small steps suit a tiny budget;
+    # with 16 x 100 steps softmax attention was still on the unigram plateau at the end)
+    steps: int = 150  # optimizer steps per mixer: the equal budget (154k bytes each). One step
+    # of each of the 12 mixers takes ~1.4 s on one thread of a loaded 2-core CPU (S4 ~0.75 s,
+    # its kernel costs the same whatever the batch), so ~3.5-4.5 min in all
     lr: float = 3e-3  # AdamW peak lr (small model)
-    warmup: int = 16  # warm-up steps
+    warmup: int = 15  # warm-up steps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (bf16 on GPU)
-    eval_every: int = 40  # steps between validation evaluations
-    eval_batches: int = 8  # validation batches per evaluation (final one included)
+    eval_every: int = 50  # steps between validation evaluations
+    eval_batches: int = 6  # validation batches per evaluation (final one included)
     gen_tokens: int = 48  # tokens decoded for the speed measurement and the sample
     prompt: str = "And God said"  # decoding prompt
     temperature: float = 0.8  # sampling temperature of the sample
     top_k: int | None = 20  # sample from the 20 most likely bytes
     measure_memory: bool = True  # peak memory of one training step (CPU: profiler trace)
-    max_total_seconds: float = 290.0  # wall-clock guard for all mixers together (CPU: < 6 min)
+    max_total_seconds: float = 340.0  # safety net for all mixers together (CPU: < 6 min);
+    # the default budget takes ~4 min on a 2-core CPU, so it does not bind there
+    reserve_seconds: float = 10.0  # training time kept for each mixer still to run when the
+    # guard binds (so a slow mixer cannot starve the ones after it)
     threads: int = 1  # CPU threads (1 is fastest on a shared 2-core machine); 0 = torch's
     resume: bool = True  # reuse finished mixers' results in OUT/mixers/ (same config)
     strict: bool = False  # re-raise a mixer's failure instead of recording it in the table
@@ -77,7 +88,7 @@ class ArenaConfig:
 
 
 # fields that do not change a mixer's result (so resuming ignores them)
-_NOT_RESULT = ("mixers", "exclude", "max_total_seconds", "resume", "strict")
+_NOT_RESULT = ("mixers", "exclude", "max_total_seconds", "reserve_seconds", "resume", "strict")
 
 
 def select_mixers(cfg: ArenaConfig) -> list[str]:
@@ -162,7 +173,7 @@ def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
     prompt = torch.tensor([list(cfg.prompt.encode())], device=ctx.device)
     toks, secs, path = decode(model, prompt, cfg, ctx.seed)
     sample = bytes(toks.tolist()).decode("utf-8", errors="replace")
-    status = "ok" if not r.stopped_early else f"time cap at step {r.steps}"
+    status = "ok" if not r.stopped_early else f"TIME CAP at step {r.steps}/{cfg.steps}"
     if any(h.get("diverged") for h in r.history):
         status = "diverged"
     row = {
@@ -228,11 +239,22 @@ def run(cfg: ArenaConfig, ctx: Context) -> Result:
     old_threads = torch.get_num_threads()
     if ctx.device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    load0 = _load_average()
     try:
         records = _run_all(cfg, ctx, names)
     finally:
         torch.set_num_threads(old_threads)
-    return _report(cfg, ctx, records)
+    load1 = _load_average()
+    load = None if load0 is None or load1 is None else (load0, load1)
+    return _report(cfg, ctx, records, load)
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (other jobs on a shared machine slow the CPU timings)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict]:
@@ -254,7 +276,10 @@ def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict
                 continue
         left = cfg.max_total_seconds - (time.perf_counter() - start)
         per = sum(overhead) / len(overhead) if overhead else 0.0
-        cap = max(1.0, left / (len(names) - i) - per)
+        # The guard binds only when the whole run would pass it: this mixer may train for
+        # what is left, less its own evaluation/decoding time and a reserve for each mixer
+        # still to run. (No per-mixer share: a slow mixer gets the same steps as the rest.)
+        cap = max(1.0, left - per - cfg.reserve_seconds * (len(names) - i - 1))
         bar.set_description(f"arena: {name}")
         t0 = time.perf_counter()
         try:
@@ -273,7 +298,8 @@ def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict
     return records
 
 
-def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict]) -> Result:
+def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None) -> Result:
+    """The ranked table, plots and notes. load: 1-minute load averages (start, end) or None."""
     ok = {n: r for n, r in records.items() if "val_bpb" in r["row"]}
     rows = sorted(ok.values(), key=lambda r: r["row"]["val_bpb"])
     table = []
@@ -298,18 +324,32 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict]) -> Result:
         fig, ax = ctx.figure(figsize=(4, 2))
         ax.text(0.5, 0.5, "no mixer finished", ha="center")
         ctx.savefig(fig, "loss_vs_step.png")
+    capped = [n for n, r in records.items() if str(r["row"].get("status", "")).startswith("TIME")]
     notes = [
         f"equal budget: {cfg.steps} steps x {cfg.batch_size} x {cfg.seq_len} bytes per mixer, "
         f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.precision}; speeds are "
         f"wall-clock on {ctx.device.type}"
         + (" (shared cores: noisy)" if ctx.device.type == "cpu" else ""),
     ]
+    if capped:
+        warning = (
+            f"WARNING: UNEQUAL BUDGET. The time guard (max_total_seconds = "
+            f"{cfg.max_total_seconds:g}) stopped {', '.join(capped)} before {cfg.steps} steps "
+            "(see 'steps'); their bits/byte are not comparable with the others. Rerun on a "
+            "less loaded machine or with a larger --max-total-seconds."
+        )
+        notes.insert(0, warning)
+        ctx.log(warning)
+    if load is not None:
+        notes.append(f"1-minute load average at start / end: {load[0]:.2f} / {load[1]:.2f}")
     for n, r in records.items():
         if r["sample"]:
             text = json.dumps(cfg.prompt + r["sample"], ensure_ascii=False)
             notes.append(f"sample {n}: {text[:150]}")
     metrics = {f"val_bpb[{r['row']['mixer']}]": r["row"]["val_bpb"] for r in rows}
     metrics["mixers"] = len(records)
+    metrics["equal_budget"] = not capped
+    metrics["capped"] = capped
     metrics["failed"] = len(records) - len(ok)
     if rows:
         metrics["best"] = rows[0]["row"]["mixer"]

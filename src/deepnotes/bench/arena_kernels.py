@@ -43,6 +43,7 @@ from deepnotes.experiments.lm_common import build_model, cached_text
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.ops.backend import ENV_VAR, interpreting
 from deepnotes.train import TrainConfig, Trainer
+from deepnotes.utils.io import atomic_write_json
 
 # modules whose public op decides its path through `use_triton` (imported by name there)
 _OP_MODULES = (
@@ -236,7 +237,10 @@ def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
     if ctx.device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        rows = [compare_mixer(n, cfg, acfg, data, ctx) for n in ctx.progress(names, desc="mixers")]
+        rows = []
+        for name in ctx.progress(names, desc="mixers"):
+            rows.append(compare_mixer(name, cfg, acfg, data, ctx))
+            atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
     finally:
         torch.set_num_threads(old_threads)
     _plot(ctx, rows)

@@ -63,6 +63,7 @@ def test_cpu_auto_runs_the_torch_forms_on_both_sides(tmp_path):
     assert rows["performer"]["kernel_path"] == "no kernel op"  # FAVOR+ has no kernel
     for r in rows.values():
         assert r["first_loss_rel_diff"] == 0.0  # identical computation on both sides
+        assert r["first_grad_norm_rel_diff"] == 0.0
         assert r["train_tok_s_torch"] > 0 and r["gen_tok_s_kernel"] > 0
 
 
@@ -75,6 +76,7 @@ def test_forced_triton_runs_the_kernel_and_trains_the_same_model(tmp_path):
     assert rows["linear"]["torch_path"] == "chunk_linear_attn: torch"
     for r in rows.values():
         assert r["first_loss_rel_diff"] < 1e-4, r
+        assert r["first_grad_norm_rel_diff"] < 1e-3, r
 
 
 def test_bad_kernel_backend_is_refused(tmp_path):

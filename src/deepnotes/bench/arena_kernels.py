@@ -17,8 +17,8 @@ checks pass; "triton": forced). Per path:
   through the mixer's `step`);
 - the ops that ran and the path each took, recorded at the point where each public op decides
   (`deepnotes.ops.backend.use_triton`), so a kernel that silently falls back shows as "torch";
-- the first step's loss of both paths (same weights, same batch): their relative difference
-  is a check that both compute the same model.
+- the first step's loss and gradient norm of both paths (same weights, same batch): their
+  relative differences check that both compute the same model, forward and backward.
 Ratios are kernel / torch. Decoding steps one token at a time through each mixer's recurrent
 form or KV cache, which none of the four kernels serves, so generation ratios near 1 are
 expected; the kernels act in training and full-sequence forward passes.
@@ -138,6 +138,7 @@ class _Path:
         self.log: Counter = Counter()
         self.train_tok_s: list[float] = []
         self.first_loss: float | None = None
+        self.first_grad_norm: float | None = None
 
     @contextlib.contextmanager
     def active(self):
@@ -152,8 +153,9 @@ class _Path:
             tokens0 = self.trainer.tokens
             for _ in range(n):
                 out = self.trainer.train_step()
-                if self.first_loss is None:
+                if self.first_loss is None:  # same weights and batch on both sides
                     self.first_loss = float(out["loss"])
+                    self.first_grad_norm = float(out.get("grad_norm", float("nan")))
             _sync(device)
             return (self.trainer.tokens - tokens0) / (time.perf_counter() - t0)
 
@@ -211,6 +213,8 @@ def compare_mixer(name: str, cfg: ArenaKernelsConfig, acfg, data, ctx: Context) 
         row[f"{what}_speedup"] = round(k / t, 3) if t else None
     a, b = kern_p.first_loss, torch_p.first_loss
     row["first_loss_rel_diff"] = abs(a - b) / abs(b) if b else None
+    a, b = kern_p.first_grad_norm, torch_p.first_grad_norm
+    row["first_grad_norm_rel_diff"] = abs(a - b) / abs(b) if b else None
     return row
 
 
@@ -260,8 +264,9 @@ def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
         f"round); forward = no-grad pass over one batch; generation = {acfg.gen_tokens} tokens "
         "stepped through each mixer's recurrent form or KV cache (no kernel there)",
         cpu_note,
-        "speedup = kernel tokens/s / torch tokens/s; first_loss_rel_diff compares the two "
-        "paths' first training loss (same weights, same batch)",
+        "speedup = kernel tokens/s / torch tokens/s; first_loss_rel_diff and "
+        "first_grad_norm_rel_diff compare the two paths' first training loss and gradient "
+        "norm (same weights, same batch: forward and backward agree)",
     ]
     metrics = {}
     for r in rows:
@@ -270,7 +275,8 @@ def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
     columns = [
         "mixer", "kernel_path", "train_tok_s_torch", "train_tok_s_kernel", "train_speedup",
         "fwd_tok_s_torch", "fwd_tok_s_kernel", "fwd_speedup", "gen_tok_s_torch",
-        "gen_tok_s_kernel", "gen_speedup", "first_loss_rel_diff", "peak_mb_torch",
+        "gen_tok_s_kernel", "gen_speedup", "first_loss_rel_diff", "first_grad_norm_rel_diff",
+        "peak_mb_torch",
         "peak_mb_kernel",
     ]  # fmt: skip
     return Result(metrics=metrics, table=rows, columns=columns, notes=notes)

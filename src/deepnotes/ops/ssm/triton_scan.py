@@ -1,23 +1,19 @@
-"""The Mamba selective scan in Triton (forward and backward), chunked over time with the
-state kept in registers.
+"""The Mamba selective scan in Triton: autograd function, launchers and the backward kernel.
 
 Definitions as in `naive.py` (Gu & Dao 2023, Algorithm 2): per channel d and state n,
 
     a_t = exp(delta_t A[d, n]),  b_t = delta_t B_t[n] u_t,  h_t = a_t h_{t-1} + b_t,
     y_t = sum_n C_t[n] h_t + D u_t,   out_t = y_t silu(z_t).
 
-Tiling. A program owns one batch row and BD channels and walks the sequence in chunks of
-BL steps; inside a chunk it loops over the N state indices (as mamba_ssm's CUDA kernel
-does). For each n the recurrence over the chunk is an associative scan over time of the
-affine maps (a_t, b_t), composed as (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2) (Blelloch
-1990), by `tl.associative_scan` on a [BD, BL] tile whose time axis is the contiguous one, so
-most of the scan runs inside each thread. The state h [BD, N] at the chunk boundary is
-carried in registers (folded into the first step of the next chunk). Only u, delta, z, B, C
-are read and y written, plus, when a backward pass will follow, the state at each chunk
-start (N fp32 numbers per BL steps of a channel) and y before the gate (when z is given).
+Forward: `triton_scan_fwd.py` (one channel per thread, the states in registers, time walked
+step by step). When a backward pass follows it also saves the state at the start of every
+backward chunk (BWD_CONFIG's BL steps) and y before the gate (when z is given).
 
-Backward, chunks in reverse. The chunk's h_t are recomputed from its saved start state; the
-gradient of the state runs backwards as another affine scan,
+Backward, chunks in reverse. A program owns BD channels of one batch row and walks chunks of
+BL steps from the end; for each state index n it scans [BD, BL] tiles over time with
+`tl.associative_scan` of the affine maps (a_t, b_t), composed as (a1, b1) then (a2, b2) =
+(a1 a2, a2 b1 + b2) (Blelloch 1990). The chunk's h_t are recomputed from its saved start
+state; the gradient of the state runs backwards as another affine scan,
 
     dh_t = C_t dy_t + a_{t+1} dh_{t+1}          (a_{t+1} read one step ahead),
 

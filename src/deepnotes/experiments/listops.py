@@ -143,7 +143,7 @@ def accuracy(model, x, y, batch: int = 50) -> dict:
             "warmup": 150,
             "precision": "bf16",
             "workers": 7,
-            "time_budget_s": 130.0,
+            "time_budget_s": 140.0,
             "strict": False,
         },
     },

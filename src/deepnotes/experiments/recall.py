@@ -51,7 +51,7 @@ class RecallConfig:
     copy_tokens: int = 4  # tokens to copy
     copy_vocab: int = 8  # noise, marker and 6 data symbols
     ssm_state: int = 16  # d_state of s4d / s4 / mamba (Mamba's default N)
-    steps: int = 700  # optimizer steps per run: softmax needs ~600 for MQAR (64, 4) at d=64
+    steps: int = 1000  # optimizer steps per run: softmax needs ~600-900 for MQAR (64, 4), d=64
     batch_size: int = 64  # sequences per step (32 was too few for d=32 to learn in 1000)
     lr: float = 1e-3  # AdamW peak learning rate (3e-3 stalled softmax on MQAR)
     weight_decay: float = 0.0  # decoupled weight decay (none: runs are short)
@@ -88,7 +88,7 @@ PRESETS = {
         "mqar_lengths": [64, 128, 256],
         "mqar_pairs": [4, 8, 16],
         "tasks": ["mqar", "copy"],
-        "mqar_vocab": 256,
+        "mqar_vocab": 64,
         "copy_length": 256,
         "copy_tokens": 16,
         "copy_vocab": 16,

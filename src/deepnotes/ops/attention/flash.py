@@ -61,7 +61,6 @@ def flash_attn(
     causal: bool,
     scale: float | None = None,
     backend: str = "auto",
-    deterministic: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, without materialising the T x T scores on CUDA.
 
@@ -73,9 +72,6 @@ def flash_attn(
     key returns zeros. backend: "auto" | "triton" | "torch" (see deepnotes.ops.backend).
     The kernel takes fp16/bf16 (fp32 when forced), D <= 128 with Dv = D, any T; it runs as
     the custom op `torch.ops.deepnotes.flash_attn_fwd` (opaque to `torch.compile`).
-    Its backward may sum dq with fp32 atomic adds, whose order varies between runs (dq then
-    differs in the last bits); deterministic=True computes dq in a separate kernel instead
-    (bitwise reproducible, slower). The PyTorch path ignores the flag.
     """
     _check_shapes(q, k, v)
     q, k, v = cast_inputs(q, k, v)
@@ -83,5 +79,5 @@ def flash_attn(
     if use_triton("flash_attn", backend, (q, k, v), lambda f: triton_problem(q, k, v, forced=f)):
         from deepnotes.ops.attention.triton_flash import triton_flash_attn
 
-        return triton_flash_attn(q, k, v, causal=causal, scale=scale, deterministic=deterministic)
+        return triton_flash_attn(q, k, v, causal=causal, scale=scale)
     return torch_flash_attn(q, k, v, causal=causal, scale=scale)

@@ -45,58 +45,12 @@ FWD_CONFIGS = {  # H100, bf16, causal, T = 8k: 4.90 / 4.60 ms (scripts/tune_kern
     64: dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3),
     128: dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3),
 }
-# Backward: dk/dv tiles (BLOCK_M1 queries x BLOCK_N1 keys); ATOMIC_DQ adds dq from the same
-# loop with fp32 atomics, else a second kernel computes it over (BLOCK_M2 x BLOCK_N2) tiles;
-# BH_FIRST launches every head's block 0 before any head's block 1 (else a head at a time).
-BWD_CONFIGS = {
-    64: dict(
-        ATOMIC_DQ=False,
-        BLOCK_M1=32,
-        BLOCK_N1=128,
-        BLOCK_M2=128,
-        BLOCK_N2=32,
-        BH_FIRST=False,
-        num_warps=4,
-        num_stages=3,
-    ),
-    128: dict(
-        ATOMIC_DQ=False,
-        BLOCK_M1=64,
-        BLOCK_N1=128,
-        BLOCK_M2=128,
-        BLOCK_N2=64,
-        BH_FIRST=False,
-        num_warps=8,
-        num_stages=3,
-    ),
-}
-# deterministic=True: dq in its own kernel, no atomics.
-SPLIT_BWD_CONFIGS = {
-    64: dict(
-        ATOMIC_DQ=False,
-        BLOCK_M1=32,
-        BLOCK_N1=128,
-        BLOCK_M2=128,
-        BLOCK_N2=32,
-        BH_FIRST=False,
-        num_warps=4,
-        num_stages=3,
-    ),
-    128: dict(
-        ATOMIC_DQ=False,
-        BLOCK_M1=64,
-        BLOCK_N1=128,
-        BLOCK_M2=128,
-        BLOCK_N2=64,
-        BH_FIRST=False,
-        num_warps=8,
-        num_stages=3,
-    ),
+BWD_CONFIGS = {  # (dkdv tiles, dq tiles); same setting: 16.1 / 14.0 ms
+    64: dict(BLOCK_M1=32, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=32, num_warps=4, num_stages=3),
+    128: dict(BLOCK_M1=64, BLOCK_N1=128, BLOCK_M2=128, BLOCK_N2=64, num_warps=8, num_stages=3),
 }
 INTERPRET_FWD = dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1)
-INTERPRET_BWD = dict(
-    BLOCK_M1=16, BLOCK_N1=32, BLOCK_M2=32, BLOCK_N2=16, BH_FIRST=False, num_warps=4, num_stages=1
-)
+INTERPRET_BWD = dict(BLOCK_M1=16, BLOCK_N1=32, BLOCK_M2=32, BLOCK_N2=16, num_warps=4, num_stages=1)
 MAX_HEAD_DIM = 128
 
 
@@ -108,14 +62,8 @@ def fwd_config(d: int) -> dict:
     return dict(INTERPRET_FWD) if interpreting() else dict(FWD_CONFIGS[_bucket(d)])
 
 
-def bwd_config(d: int, deterministic: bool = False) -> dict:
-    table = SPLIT_BWD_CONFIGS if deterministic else BWD_CONFIGS
-    cfg = dict(table[_bucket(d)])
-    cfg.setdefault("ATOMIC_DQ", False)  # a table entry without the keys: two kernels,
-    cfg.setdefault("BH_FIRST", False)  # a head at a time
-    if interpreting():  # small tiles, same dq method as the GPU
-        cfg = dict(INTERPRET_BWD, ATOMIC_DQ=cfg["ATOMIC_DQ"])
-    return cfg
+def bwd_config(d: int) -> dict:
+    return dict(INTERPRET_BWD) if interpreting() else dict(BWD_CONFIGS[_bucket(d)])
 
 
 # --------------------------------------------------------------------------- forward
@@ -353,7 +301,6 @@ def _dkdv_inner(
     delta_base,
     stride_qt,
     stride_dt,
-    dq_base,
     offs_n,
     offs_d,
     lo,
@@ -361,11 +308,9 @@ def _dkdv_inner(
     T_q,
     off,
     qk_scale,
-    sm_scale,
     D: tl.constexpr,
     BLOCK_M: tl.constexpr,
     MASKED: tl.constexpr,
-    ATOMIC_DQ: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
@@ -389,15 +334,6 @@ def _dkdv_inner(
         dp_t = mm(v, tl.trans(do), None, PRECISION, UPCAST)
         ds_t = p_t * (dp_t - delta[None, :])
         dk = mm(ds_t.to(q.dtype), q, dk, PRECISION, UPCAST)
-        if ATOMIC_DQ:
-            # this key block's share of dq = ds k * scale, summed over key blocks in fp32
-            dq = mm(tl.trans(ds_t.to(k.dtype)), k, None, PRECISION, UPCAST) * sm_scale
-            tl.atomic_add(
-                dq_base + offs_m[:, None] * stride_qt + offs_d[None, :],
-                dq,
-                mask=mask,
-                sem="relaxed",
-            )
     return dk, dv
 
 
@@ -411,7 +347,6 @@ def flash_attn_bwd_dkdv_kernel(
     DELTA,
     DK,
     DV,
-    DQ,
     stride_qb,
     stride_qh,
     stride_qt,
@@ -435,20 +370,12 @@ def flash_attn_bwd_dkdv_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     CAUSAL: tl.constexpr,
-    ATOMIC_DQ: tl.constexpr,
-    BH_FIRST: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """dk, dv for one block of BLOCK_N keys; dk/dv share the strides of k/v. With ATOMIC_DQ,
-    also adds this block's share of dq * scale into DQ (fp32, the strides of q)."""
-    # Causal: key block 0 sees every query block, so ascending blocks run the heaviest first.
-    if BH_FIRST:
-        start_n = tl.program_id(1) * BLOCK_N
-        bh = tl.program_id(0)
-    else:
-        start_n = tl.program_id(0) * BLOCK_N
-        bh = tl.program_id(1)
+    """dk, dv for one block of BLOCK_N keys; dk/dv share the strides of k/v."""
+    start_n = tl.program_id(0) * BLOCK_N
+    bh = tl.program_id(1)
     b = bh // H
     h = bh % H
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -462,7 +389,6 @@ def flash_attn_bwd_dkdv_kernel(
     do_base = DO + b.to(tl.int64) * stride_db + h.to(tl.int64) * stride_dh
     lse_base = LSE + bh.to(tl.int64) * T_q
     delta_base = DELTA + bh.to(tl.int64) * T_q
-    dq_base = DQ + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     m_end = tl.cdiv(T_q, BLOCK_M) * BLOCK_M
@@ -483,7 +409,6 @@ def flash_attn_bwd_dkdv_kernel(
             delta_base,
             stride_qt,
             stride_dt,
-            dq_base,
             offs_n,
             offs_d,
             m_lo,
@@ -491,11 +416,9 @@ def flash_attn_bwd_dkdv_kernel(
             T_q,
             off,
             qk_scale,
-            sm_scale,
             D,
             BLOCK_M,
             True,
-            ATOMIC_DQ,
             PRECISION,
             UPCAST,
         )
@@ -512,7 +435,6 @@ def flash_attn_bwd_dkdv_kernel(
         delta_base,
         stride_qt,
         stride_dt,
-        dq_base,
         offs_n,
         offs_d,
         m_mid,
@@ -520,11 +442,9 @@ def flash_attn_bwd_dkdv_kernel(
         T_q,
         off,
         qk_scale,
-        sm_scale,
         D,
         BLOCK_M,
         False,
-        ATOMIC_DQ,
         PRECISION,
         UPCAST,
     )
@@ -622,18 +542,12 @@ def flash_attn_bwd_dq_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     CAUSAL: tl.constexpr,
-    BH_FIRST: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
     """dq for one block of BLOCK_M queries; dq shares the strides of q."""
-    # Heaviest (last) query blocks first.
-    if BH_FIRST:
-        start_m = (tl.num_programs(1) - 1 - tl.program_id(1)) * BLOCK_M
-        bh = tl.program_id(0)
-    else:
-        start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-        bh = tl.program_id(1)
+    start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
+    bh = tl.program_id(1)
     b = bh // H
     h = bh % H
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -760,9 +674,7 @@ def flash_attn_fwd(q, k, v, causal: bool, scale: float):
     return o, lse
 
 
-def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float, deterministic: bool = False):
-    """-> (dq, dk, dv). dq by fp32 atomic adds from the dk/dv kernel where the head dim's
-    config says so (ATOMIC_DQ) and `deterministic` is False, else by its own kernel."""
+def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float):
     B, H, T_q, D = q.shape
     T_k = k.shape[2]
     BD = pow2(D)
@@ -779,30 +691,23 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float, deterministi
         BLOCK_M=64,
         BLOCK_D=BD,
     )
+    dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    cfg = bwd_config(D, deterministic)
-    atomic = cfg["ATOMIC_DQ"]
-    # fp32 accumulator of dq, zeroed: every key block adds its share (in no fixed order)
-    dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if atomic else None
+    cfg = bwd_config(D)
     launch = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     common = (H, T_q, T_k, T_k - T_q, scale * LOG2E, scale)
     consts = dict(
         D=D,
         BLOCK_D=BD,
         CAUSAL=causal,
-        BH_FIRST=cfg["BH_FIRST"],
         PRECISION=dot_precision(q.dtype),
         UPCAST=dot_upcast(q.dtype),
         **launch,
     )
-
-    def grid(blocks):
-        return (B * H, blocks) if cfg["BH_FIRST"] else (blocks, B * H)
-
     # dk/dv/dq are fresh contiguous tensors; they share strides with fresh copies of k/v/q.
-    assert dk.stride() == k.stride() and dv.stride() == v.stride()
-    flash_attn_bwd_dkdv_kernel[grid(triton.cdiv(T_k, cfg["BLOCK_N1"]))](
+    assert dk.stride() == k.stride() and dv.stride() == v.stride() and dq.stride() == q.stride()
+    flash_attn_bwd_dkdv_kernel[(triton.cdiv(T_k, cfg["BLOCK_N1"]), B * H)](
         q,
         k,
         v,
@@ -811,7 +716,6 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float, deterministi
         delta,
         dk,
         dv,
-        dq if atomic else dk,  # unused without ATOMIC_DQ
         *_strides(q),
         *_strides(k),
         *_strides(v),
@@ -819,14 +723,9 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float, deterministi
         *common,
         BLOCK_M=cfg["BLOCK_M1"],
         BLOCK_N=cfg["BLOCK_N1"],
-        ATOMIC_DQ=atomic,
         **consts,
     )
-    if atomic:
-        return dq.to(q.dtype), dk, dv
-    dq = torch.empty_like(q)
-    assert dq.stride() == q.stride()
-    flash_attn_bwd_dq_kernel[grid(triton.cdiv(T_q, cfg["BLOCK_M2"]))](
+    flash_attn_bwd_dq_kernel[(triton.cdiv(T_q, cfg["BLOCK_M2"]), B * H)](
         q,
         k,
         v,
@@ -852,21 +751,15 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float, deterministi
 # assertion on an H100), and autograd goes through `register_autograd`.
 @torch.library.custom_op("deepnotes::flash_attn_fwd", mutates_args=())
 def flash_attn_fwd_op(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool,
-    scale: float,
-    deterministic: bool,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (o, lse), o contiguous; q, k, v of one dtype (see `triton_flash_attn`).
-    `deterministic` only matters to the backward (saved for it)."""
+    """-> (o, lse), o contiguous; q, k, v of one dtype (see `triton_flash_attn`)."""
     q, k, v = (t.contiguous() for t in (q, k, v))
     return flash_attn_fwd(q, k, v, causal, scale)
 
 
 @flash_attn_fwd_op.register_fake
-def _(q, k, v, causal, scale, deterministic):
+def _(q, k, v, causal, scale):
     B, H, T_q, _ = q.shape
     return q.new_empty(q.shape), q.new_empty(B, H, T_q, dtype=torch.float32)
 
@@ -881,46 +774,41 @@ def flash_attn_bwd_op(
     lse: torch.Tensor,
     causal: bool,
     scale: float,
-    deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (dq, dk, dv), contiguous, in the dtypes of q, k, v."""
     do, q, k, v, o = (t.contiguous() for t in (do, q, k, v, o))
-    return flash_attn_bwd(do, q, k, v, o, lse, causal, scale, deterministic)
+    return flash_attn_bwd(do, q, k, v, o, lse, causal, scale)
 
 
 @flash_attn_bwd_op.register_fake
-def _(do, q, k, v, o, lse, causal, scale, deterministic):
+def _(do, q, k, v, o, lse, causal, scale):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, scale, deterministic = inputs
+    q, k, v, causal, scale = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse)
     ctx.mark_non_differentiable(lse)
-    ctx.causal, ctx.scale, ctx.deterministic = causal, scale, deterministic
+    ctx.causal, ctx.scale = causal, scale
 
 
 def _backward(ctx, do, dlse):
     q, k, v, o, lse = ctx.saved_tensors
-    dq, dk, dv = flash_attn_bwd_op(do, q, k, v, o, lse, ctx.causal, ctx.scale, ctx.deterministic)
-    return dq, dk, dv, None, None, None
+    dq, dk, dv = flash_attn_bwd_op(do, q, k, v, o, lse, ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None
 
 
 flash_attn_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def triton_flash_attn(
-    q, k, v, *, causal: bool, scale: float | None = None, deterministic: bool = False
-) -> torch.Tensor:
+def triton_flash_attn(q, k, v, *, causal: bool, scale: float | None = None) -> torch.Tensor:
     """FlashAttention-2 kernels. q: [B, H, T_q, D], k, v: [B, H, T_k, D] -> [B, H, T_q, D].
 
     q, k, v must share one dtype (`flash_attn` casts them); they are made contiguous here.
-    deterministic: compute dq in its own kernel (bitwise reproducible) even where the
-    head dim's config accumulates it with atomic adds (see `flash_attn_bwd`).
     """
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"triton_flash_attn: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (t.contiguous() for t in (q, k, v))  # saved for backward as they are
-    return flash_attn_fwd_op(q, k, v, causal, scale, bool(deterministic))[0]
+    return flash_attn_fwd_op(q, k, v, causal, scale)[0]

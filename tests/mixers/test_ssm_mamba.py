@@ -48,6 +48,25 @@ def test_dt_init_range_and_survives_lm_init():
         assert dt.max() / dt.min() > 5  # log-uniform spread, not re-drawn to a constant
 
 
+def test_lm_keeps_mambas_own_linear_init():
+    """As in mamba_ssm: the block's Linears keep torch's default init (uniform with
+    std 1/sqrt(3 fan_in)), not the LM's normal(0.02); out_proj is still depth-scaled."""
+    from deepnotes.models.lm import LM, LMConfig
+
+    d, L = 64, 3
+    lm = LM(LMConfig(vocab_size=11, d_model=d, n_layers=L, max_len=16, mixer="mamba"))
+    for block in lm.blocks:
+        m = block.mixer
+        for lin in (m.in_proj, m.x_proj[0]):
+            w = lin.weight.detach()
+            bound = 1 / w.shape[1] ** 0.5  # kaiming_uniform(a = sqrt 5) bound
+            assert w.abs().max() <= bound + 1e-6
+            assert float(w.std()) == pytest.approx(bound / 3**0.5, rel=0.1)  # not 0.02
+        w = m.out_proj.weight.detach()
+        bound = 1 / w.shape[1] ** 0.5 / (2 * L) ** 0.5  # default init / sqrt(2 L)
+        assert w.abs().max() <= bound + 1e-6 and w.abs().max() > 0.8 * bound
+
+
 def test_state_is_constant_size(seed):
     m = build(True)
     state = m.init_state(3, dtype=torch.float64)

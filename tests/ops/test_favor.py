@@ -59,6 +59,30 @@ def test_key_mask_and_large_logits(causal, seed):
     assert torch.isfinite(out32).all()
 
 
+def test_blocks_carry_the_state(seed, monkeypatch):
+    """Causal FAVOR+ over several token blocks (state and running max carried between them),
+    with large logits and padding on both sides so the max changes across blocks: equal to
+    the explicit form, values and gradients."""
+    import deepnotes.ops.linear_attention.favor as favor
+
+    monkeypatch.setattr(favor, "BLOCK_TOKENS", 24)  # 24 // 16 * 16 = one chunk per block
+    T, K = 77, 8
+    q, k, v = (torch.randn(2, 2, T, K, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    W = orthogonal_random_features(12, K, dtype=torch.float64)
+    scale = torch.linspace(1, 30, T, dtype=torch.float64)[:, None]  # later keys dominate
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[0, :20] = False
+    mask[1, 60:] = False
+    g = torch.randn(2, 2, T, K, dtype=torch.float64)
+    ref = naive_favor_attn(q, k * scale, v, W, causal=True, key_mask=mask)
+    out = favor_attn(q, k * scale, v, W, causal=True, key_mask=mask, chunk_size=16)
+    assert_close(out, ref, what="blocked favor")
+    got = torch.autograd.grad(out, (q, k, v), g)
+    want = torch.autograd.grad(ref, (q, k, v), g)
+    for name, a, b in zip("qkv", got, want, strict=True):
+        assert_close(a, b, what=f"blocked d{name}")
+
+
 def test_gradients_vs_explicit(seed):
     q, k, v = (torch.randn(1, 2, 30, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
     W = orthogonal_random_features(12, 8, dtype=torch.float64)

@@ -51,6 +51,10 @@ def favor_logits(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     return x @ W.T - x.square().sum(-1, keepdim=True) / 2
 
 
+# Causal FAVOR+ runs over blocks of this many tokens (a multiple of the chunk length).
+BLOCK_TOKENS = 1024
+
+
 def finite_neg_inf(dtype) -> float:
     return torch.finfo(dtype).min / 4  # finite "minus infinity": exp() of it is 0, no NaN
 
@@ -72,6 +76,29 @@ def favor_attn(
     chunk_size: int = 64,
 ) -> torch.Tensor:
     """FAVOR+ attention in O(T m V) time. key_mask: [B, T] bool (True = real) -> o [B, H, T, V]."""
+    if not causal:
+        phi_q, ak, valid, v1 = _features(q, k, v, W, key_mask)
+        c = ak.detach().amax(dim=(-2, -1), keepdim=True)  # one constant for all keys
+        phi_k = torch.exp(ak - c) * valid[..., None]
+        num = phi_q @ (phi_k.transpose(-1, -2) @ v1)
+        return safe_div(num[..., :-1], num[..., -1:])
+    # Blocks of `block` tokens, the state (S, c) carried between them: the same sums, but
+    # each block's [.., block, m] features and temporaries stay cache-sized, so the time per
+    # token does not grow once a whole sequence's features would outgrow the CPU caches.
+    block = max(chunk_size, BLOCK_TOKENS // chunk_size * chunk_size)
+    state, outs = None, []
+    for s0 in range(0, q.shape[2], block):
+        sl = slice(s0, s0 + block)
+        mask = None if key_mask is None else key_mask[:, sl]
+        phi_q, ak, valid, v1 = _features(q[:, :, sl], k[:, :, sl], v[:, :, sl], W, mask)
+        num, state = _causal_favor(phi_q, ak, valid, v1, chunk_size, state)
+        outs.append(safe_div(num[..., :-1], num[..., -1:]))
+    return torch.cat(outs, 2) if len(outs) > 1 else outs[0]
+
+
+def _features(q, k, v, W, key_mask):
+    """-> phi_q [B, H, T, m] (per-query stabilised), key logits ak [B, H, T, m] (padded keys
+    at a finite -inf), valid [B, H, T] and v1 = [v, 1] [B, H, T, V+1]."""
     aq = favor_logits(q, W)
     phi_q = torch.exp(aq - aq.amax(-1, keepdim=True).detach())  # per-query constant cancels
     ak = favor_logits(k, W)  # [B, H, T, m]
@@ -80,17 +107,15 @@ def favor_attn(
         valid = valid & key_mask[:, None, :]
     ak = ak.masked_fill(~valid[..., None], finite_neg_inf(ak.dtype))
     v1 = torch.cat([v, torch.ones_like(v[..., :1])], -1)  # last column carries the normaliser
-    if not causal:
-        c = ak.detach().amax(dim=(-2, -1), keepdim=True)  # one constant for all keys
-        phi_k = torch.exp(ak - c) * valid[..., None]
-        num = phi_q @ (phi_k.transpose(-1, -2) @ v1)
-    else:
-        num = _causal_favor(phi_q, ak, valid, v1, chunk_size)
-    return safe_div(num[..., :-1], num[..., -1:])
+    return phi_q, ak, valid, v1
 
 
-def _causal_favor(phi_q, ak, valid, v1, C: int) -> torch.Tensor:
-    """sum_{j<=i} phi_q_i . exp(ak_j - c_i) v1_j by chunks, c = running max of ak."""
+def _causal_favor(phi_q, ak, valid, v1, C: int, state=None):
+    """sum_{j<=i} phi_q_i . exp(ak_j - c_i) v1_j by chunks, c = running max of ak.
+
+    state: None, or (S, c) after the earlier positions: S [B, H, m, V+1] normalised at c
+    [B, H], their running max. Returns (o [B, H, T, V+1], state after these positions).
+    """
     B, H, T, m = ak.shape
     pad = (-T) % C
     neg = finite_neg_inf(ak.dtype)
@@ -99,7 +124,10 @@ def _causal_favor(phi_q, ak, valid, v1, C: int) -> torch.Tensor:
         ak = F.pad(ak, (0, 0, 0, pad), value=neg)
         valid = F.pad(valid, (0, pad), value=False)
         v1 = F.pad(v1, (0, 0, 0, pad))
-    c = ak.detach().amax(-1).cummax(-1).values  # [B, H, T'], non-decreasing
+    c = ak.detach().amax(-1)
+    if state is not None:  # the running max continues from the earlier positions
+        c = torch.maximum(c, state[1][..., None])
+    c = c.cummax(-1).values  # [B, H, T'], non-decreasing
     phi_k = torch.exp(ak - c[..., None]) * valid[..., None]  # entries <= 1
     G = phi_q.shape[2] // C
     qc, kc, vc = (t.reshape(B, H, G, C, -1) for t in (phi_q, phi_k, v1))
@@ -113,10 +141,11 @@ def _causal_favor(phi_q, ak, valid, v1, C: int) -> torch.Tensor:
     c_end = cc[..., -1]  # [B, H, G]
     to_end = torch.exp(cc - c_end[..., None])[..., None]  # exp(c_j - c_end) <= 1, j in chunk
     dS = (kc * to_end).transpose(-1, -2) @ vc  # [B, H, G, m, V+1]
-    c_prev = torch.cat([torch.full_like(c_end[..., :1], neg), c_end[..., :-1]], -1)
+    c0 = torch.full_like(c_end[..., :1], neg) if state is None else state[1][..., None]
+    c_prev = torch.cat([c0, c_end[..., :-1]], -1)
     rescale = torch.exp(c_prev - c_end)[..., None, None].unbind(2)  # factors <= 1
     # unbind, not dS[:, :, g]: each indexing op's backward would fill a full-size gradient.
-    S = torch.zeros_like(dS[:, :, 0])
+    S = torch.zeros_like(dS[:, :, 0]) if state is None else state[0]
     S_before = []
     for dS_g, r_g in zip(dS.unbind(2), rescale, strict=True):
         S_before.append(S)
@@ -124,7 +153,7 @@ def _causal_favor(phi_q, ak, valid, v1, C: int) -> torch.Tensor:
     S_before = torch.stack(S_before, 2)  # [B, H, G, m, V+1]
     from_prev = torch.exp(c_prev[..., None] - cc)[..., None]  # exp(c_end(g-1) - c_i) <= 1
     out = out + (qc @ S_before) * from_prev
-    return out.reshape(B, H, G * C, -1)[:, :, :T]
+    return out.reshape(B, H, G * C, -1)[:, :, :T], (S, c_end[..., -1])
 
 
 def naive_favor_attn(

@@ -29,7 +29,15 @@ from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
 from deepnotes.experiments.lm_common import auto_positions
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import LM, LMConfig
-from deepnotes.models.seqmodel import fit_task, map_runs, sampler, shareable, shared
+from deepnotes.models.seqmodel import (
+    failed_row,
+    fit_row,
+    fit_task,
+    map_runs,
+    sampler,
+    shareable,
+    shared,
+)
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
@@ -240,14 +248,8 @@ def train_run(cfg, mixer, i, width, seed, device, max_seconds, data) -> dict:
     except Exception as e:  # noqa: BLE001 - strict=False records it in the table
         if cfg.strict:
             raise
-        status = f"error: {type(e).__name__}: {e}"[:200]
-        return {**row, "acc": None, "eval_loss": None, "steps": 0, "train_s": 0.0,
-                "step_ms": None, "capped": False, "status": status}  # fmt: skip
-    return {
-        **row, "acc": fit.final["acc"], "eval_loss": fit.final["loss"], "steps": fit.steps,
-        "train_s": round(fit.seconds, 1), "step_ms": round(1000 * fit.seconds / fit.steps, 1),
-        "capped": fit.stopped_early, "status": "ok",
-    }  # fmt: skip
+        return failed_row(row, e)
+    return fit_row(row, fit)
 
 
 def _acc(rows, mixer, task_prefix, width=None):

@@ -131,6 +131,22 @@ def fit_task(
     return res
 
 
+def fit_row(row: dict, fit: FitResult) -> dict:
+    """A results-table row for one finished run: accuracy, eval loss, steps and timing."""
+    return {
+        **row, "acc": fit.final["acc"], "eval_loss": fit.final["loss"], "steps": fit.steps,
+        "train_s": round(fit.seconds, 1), "step_ms": round(1000 * fit.seconds / fit.steps, 1),
+        "capped": fit.stopped_early, "status": "ok",
+    }  # fmt: skip
+
+
+def failed_row(row: dict, error: Exception) -> dict:
+    """A results-table row for a run that raised (jobs run with strict=False)."""
+    status = f"error: {type(error).__name__}: {error}"[:200]
+    return {**row, "acc": None, "eval_loss": None, "steps": 0, "train_s": 0.0,
+            "step_ms": None, "capped": False, "status": status}  # fmt: skip
+
+
 def sampler(*tensors: torch.Tensor, batch_size: int, seed: int, device=None):
     """A zero-argument callable drawing random batches (with replacement) from tensors."""
     g = torch.Generator().manual_seed(seed)

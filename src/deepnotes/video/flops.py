@@ -37,7 +37,8 @@ def count_params(model) -> int:
 
 
 def count(model, *inputs: torch.Tensor, **kwargs) -> Counts:
-    """Run `model(*inputs, **kwargs)` (a module or a function) once under FlopCounterMode (no grad) and count."""
+    """Run `model(*inputs, **kwargs)` (a module or a function) once under FlopCounterMode,
+    without gradients, and count."""
     if not inputs and not kwargs:
         raise ValueError("count needs at least one input to trace the model")
     with torch.no_grad(), FlopCounterMode(display=False) as fc:

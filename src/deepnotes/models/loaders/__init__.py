@@ -1,0 +1,13 @@
+"""Public loaders: map a peer's state dict (transformers) onto our models' keys."""
+
+from deepnotes.models.loaders.swin import (
+    swin_config_from_transformers,
+    swin_from_transformers,
+    swin_state_dict_from_transformers,
+)
+
+__all__ = [
+    "swin_config_from_transformers",
+    "swin_from_transformers",
+    "swin_state_dict_from_transformers",
+]

@@ -1,0 +1,297 @@
+"""Swin Transformer (Liu et al. 2021): windowed self-attention with shifted windows.
+
+The image is cut into `patch_size`² patches (a strided conv), then four stages of blocks run
+on a shrinking grid; between stages *patch merging* concatenates each 2×2 group of tokens
+(4C channels) and projects to 2C, so the grid halves and the width doubles (sec. 3.1).
+
+Each block is pre-norm: x = x + MSA(LN(x)); x = x + MLP(LN(x)). The MSA runs inside
+non-overlapping M×M windows (W-MSA), so its cost is linear in the number of tokens
+(eq. 1-2: 4hwC² + 2M²hwC instead of 4hwC² + 2(hw)²C). Every second block shifts the grid by
+⌊M/2⌋ tokens before partitioning (SW-MSA, eq. 3), which links neighbouring windows. The shift
+is cyclic (torch.roll), so a shifted window may hold tokens that were not adjacent in the
+image: an additive mask of -100 (as the reference implementation uses; exp(-100) ≈ 0 while a
+row is never fully masked) stops them from attending to each other.
+
+Inside a window, attention is softmax(QKᵀ/√d + B)V (eq. 4), with B a learned relative
+position bias looked up from a (2M-1)² × heads table by the offset (Δy, Δx) of each pair.
+Both B and the shift mask go to the shared attention as one `attn_bias`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deepnotes.layers.attention import MultiHeadAttention
+
+
+@dataclass
+class SwinConfig:
+    image_size: int = 224  # input side; fixes each stage's grid (and so where the shift is off)
+    patch_size: int = 4  # side of the patches the stem cuts (a strided conv)
+    in_chans: int = 3  # input channels
+    embed_dim: int = 96  # C, the width of stage 1 (doubles at each patch merging)
+    depths: tuple[int, ...] = (2, 2, 6, 2)  # blocks per stage (Swin-T)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)  # heads per stage (head dim 32 throughout)
+    window_size: int = 7  # M: attention windows are M×M tokens
+    mlp_ratio: float = 4.0  # MLP hidden width / C
+    qkv_bias: bool = True  # biases on the q/k/v (and output) projections
+    drop_path: float = 0.0  # stochastic depth at the last block, linear from 0 (0.2 for Swin-T)
+    num_classes: int = 1000  # classifier outputs; 0 = no head (features only)
+    shift: bool = True  # False = W-MSA in every block: the shift ablation of Table 4
+    layer_norm_eps: float = 1e-5  # LayerNorm eps in the blocks and the final norm
+    attn_impl: str = "auto"  # kernel for the shared attention: auto | sdpa | math | flash
+
+    def __post_init__(self):
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(
+                f"depths {self.depths} and num_heads {self.num_heads} differ in length"
+            )
+        if self.embed_dim % self.num_heads[0] != 0:
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by {self.num_heads[0]} heads"
+            )
+        if self.image_size < self.patch_size or self.window_size < 1:
+            raise ValueError("image_size must be >= patch_size and window_size >= 1")
+
+
+def swin_t(**kw) -> SwinConfig:
+    """Swin-T: C=96, depths 2-2-6-2 (28M parameters, 4.5 GMACs at 224²)."""
+    return SwinConfig(
+        **{"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), **kw}
+    )
+
+
+def swin_s(**kw) -> SwinConfig:
+    """Swin-S: C=96, depths 2-2-18-2 (50M, 8.7G)."""
+    return SwinConfig(
+        **{"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24), **kw}
+    )
+
+
+def swin_b(**kw) -> SwinConfig:
+    """Swin-B: C=128, depths 2-2-18-2 (88M, 15.4G)."""
+    return SwinConfig(
+        **{"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32), **kw}
+    )
+
+
+def swin_tiny_test(**kw) -> SwinConfig:
+    """A small config for CPU runs: 32² images, C=32, depths 2-2-2, window 4."""
+    base = dict(image_size=32, patch_size=2, embed_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8))
+    return SwinConfig(**{**base, "window_size": 4, "num_classes": 10, **kw})
+
+
+def window_partition(x: Tensor, M: int) -> Tensor:
+    """x: [B, H, W, C] with H, W multiples of M -> [B * (H/M) * (W/M), M*M, C]."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // M, M, W // M, M, C).transpose(2, 3)
+    return x.reshape(-1, M * M, C)
+
+
+def window_reverse(win: Tensor, M: int, H: int, W: int) -> Tensor:
+    """win: [B * nW, M*M, C] -> [B, H, W, C] (inverse of window_partition)."""
+    C = win.shape[-1]
+    x = win.view(-1, H // M, W // M, M, M, C).transpose(2, 3)
+    return x.reshape(-1, H, W, C)
+
+
+def relative_position_index(M: int) -> Tensor:
+    """[M*M, M*M] index into the (2M-1)² bias table for each (query, key) pair of a window."""
+    ys, xs = torch.meshgrid(torch.arange(M), torch.arange(M), indexing="ij")
+    coords = torch.stack([ys.flatten(), xs.flatten()])  # [2, M*M]
+    rel = coords[:, :, None] - coords[:, None, :] + (M - 1)  # offsets shifted to 0..2M-2
+    return rel[0] * (2 * M - 1) + rel[1]
+
+
+def shift_mask(H: int, W: int, M: int, s: int, device=None) -> Tensor:
+    """[nW, M*M, M*M] additive mask for SW-MSA on a padded H×W grid shifted by s.
+
+    After the cyclic shift each axis has three regions: [0, H-M), [H-M, H-s), [H-s, H); tokens
+    from different regions (of either axis) were not neighbours and get -100.
+    """
+
+    def regions(n):
+        i = torch.arange(n, device=device)
+        return (i >= n - M).long() + (i >= n - s).long()
+
+    label = (regions(H)[:, None] * 3 + regions(W)[None, :]).float()  # [H, W]
+    win = window_partition(label[None, :, :, None], M)[..., 0]  # [nW, M*M]
+    diff = win[:, None, :] - win[:, :, None]
+    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability p."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.ndim - 1))).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside M×M windows with a relative position bias (eq. 4)."""
+
+    def __init__(self, dim: int, heads: int, M: int, qkv_bias: bool = True, impl: str = "auto"):
+        super().__init__()
+        self.M, self.heads = M, heads
+        self.attn = MultiHeadAttention(dim, heads, bias=qkv_bias, impl=impl)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * M - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("rel_index", relative_position_index(M), persistent=False)
+
+    def position_bias(self) -> Tensor:
+        """[heads, M*M, M*M] bias B."""
+        return self.relative_position_bias_table[self.rel_index].permute(2, 0, 1)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x: [B * nW, M*M, C]; mask: [nW, M*M, M*M] or None -> [B * nW, M*M, C]."""
+        bias = self.position_bias()[None]  # [1, h, N, N]
+        if mask is not None:
+            nW = mask.shape[0]
+            # windows are ordered (batch, window): repeat the per-window mask over the batch
+            bias = (bias + mask.to(bias)[:, None]).repeat(x.shape[0] // nW, 1, 1, 1)
+        return self.attn(x, attn_bias=bias)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class SwinBlock(nn.Module):
+    """x: [B, H*W, C] -> [B, H*W, C]; W-MSA when shift == 0, SW-MSA otherwise."""
+
+    def __init__(self, dim, heads, resolution, M, shift, cfg: SwinConfig, drop_path=0.0):
+        super().__init__()
+        # As in the paper's code: a grid no larger than the window is one window, unshifted.
+        if min(resolution) <= M:
+            M, shift = min(resolution), 0
+        self.M, self.shift = M, shift
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
+        self.attn = WindowAttention(dim, heads, M, cfg.qkv_bias, cfg.attn_impl)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
+        self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        B, L, C = x.shape
+        M = self.M
+        s = self.shift if min(H, W) > M else 0
+        h = self.norm1(x).view(B, H, W, C)
+        # Pad right/bottom to multiples of M (the padded tokens take part, as in the reference).
+        pad_h, pad_w = (-H) % M, (-W) % M
+        h = F.pad(h, (0, 0, 0, pad_w, 0, pad_h))
+        Hp, Wp = H + pad_h, W + pad_w
+        if s:
+            h = torch.roll(h, shifts=(-s, -s), dims=(1, 2))
+        mask = shift_mask(Hp, Wp, M, s, x.device) if s else None
+        h = window_reverse(self.attn(window_partition(h, M), mask), M, Hp, Wp)
+        if s:
+            h = torch.roll(h, shifts=(s, s), dims=(1, 2))
+        h = h[:, :H, :W].reshape(B, L, C)
+        x = x + self.drop_path(h)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """[B, H*W, C] -> [B, ⌈H/2⌉*⌈W/2⌉, 2C]: concat each 2×2 group (4C), LayerNorm, project."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        B, _, C = x.shape
+        x = F.pad(x.view(B, H, W, C), (0, 0, 0, W % 2, 0, H % 2))
+        # order (0,0), (1,0), (0,1), (1,1) as in the paper's code, so weights load unchanged
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x.reshape(B, -1, 4 * C)))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, dim, depth, heads, resolution, cfg: SwinConfig, dprs, downsample):
+        super().__init__()
+        shift = cfg.window_size // 2 if cfg.shift else 0
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, heads, resolution, cfg.window_size, shift if i % 2 else 0, cfg, dprs[i])
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: Tensor, H: int, W: int) -> tuple[Tensor, int, int]:
+        for blk in self.blocks:
+            x = blk(x, H, W)
+        if self.downsample is not None:
+            x = self.downsample(x, H, W)
+            H, W = (H + 1) // 2, (W + 1) // 2
+        return x, H, W
+
+
+class PatchEmbed(nn.Module):
+    """[B, 3, H, W] -> ([B, H/p * W/p, C], H/p, W/p); inputs are zero-padded to multiples of p."""
+
+    def __init__(self, cfg: SwinConfig):
+        super().__init__()
+        self.p = cfg.patch_size
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
+        x = F.pad(x, (0, (-x.shape[-1]) % self.p, 0, (-x.shape[-2]) % self.p))
+        x = self.proj(x)
+        H, W = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), H, W
+
+
+class Swin(nn.Module):
+    """Swin classifier: images [B, 3, H, W] -> logits [B, num_classes]."""
+
+    def __init__(self, cfg: SwinConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg)
+        n = sum(cfg.depths)
+        dpr = [cfg.drop_path * i / max(n - 1, 1) for i in range(n)]
+        res = -(-cfg.image_size // cfg.patch_size)
+        stages, dim = [], cfg.embed_dim
+        for i, (depth, heads) in enumerate(zip(cfg.depths, cfg.num_heads, strict=True)):
+            last = i == len(cfg.depths) - 1
+            start = sum(cfg.depths[:i])
+            stages.append(
+                SwinStage(dim, depth, heads, (res, res), cfg, dpr[start : start + depth], not last)
+            )
+            if not last:
+                dim, res = dim * 2, (res + 1) // 2
+        self.stages = nn.ModuleList(stages)
+        self.num_features = dim
+        self.norm = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
+        self.head = nn.Linear(dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: [B, C_in, H, W] -> final normed tokens [B, h*w, C_last]."""
+        if x.ndim != 4 or x.shape[1] != self.cfg.in_chans:
+            raise ValueError(
+                f"expected images [B, {self.cfg.in_chans}, H, W], got {tuple(x.shape)}"
+            )
+        x, H, W = self.patch_embed(x)
+        for stage in self.stages:
+            x, H, W = stage(x, H, W)
+        return self.norm(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean(1))

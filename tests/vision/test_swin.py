@@ -1,0 +1,125 @@
+"""Swin: window helpers, the shift mask, equality with transformers, Swin-T counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from deepnotes.models.swin import (
+    Swin,
+    relative_position_index,
+    shift_mask,
+    swin_b,
+    swin_s,
+    swin_t,
+    swin_tiny_test,
+    window_partition,
+    window_reverse,
+)
+from tests.helpers import assert_close
+
+
+def test_window_partition_round_trip():
+    x = torch.randn(2, 12, 8, 5)
+    w = window_partition(x, 4)
+    assert w.shape == (2 * 3 * 2, 16, 5)
+    assert torch.equal(w[1], x[0, 0:4, 4:8].reshape(16, 5))  # second window = top row, right
+    assert torch.equal(window_reverse(w, 4, 12, 8), x)
+
+
+def test_relative_position_index_is_the_offset():
+    M = 3
+    idx = relative_position_index(M)
+    for i in range(M * M):
+        for j in range(M * M):
+            dy, dx = i // M - j // M, i % M - j % M
+            assert idx[i, j] == (dy + M - 1) * (2 * M - 1) + (dx + M - 1)
+
+
+@pytest.mark.parametrize("H,W,M,s", [(8, 8, 4, 2), (12, 6, 3, 1), (14, 14, 7, 3)])
+def test_shift_mask_matches_the_unrolled_windows(H, W, M, s):
+    # After rolling by -s, token (y', x') came from ((y'+s) % H, (x'+s) % W). Without the roll
+    # the shifted windows have borders at s + kM, so a pair may attend iff both tokens fall in
+    # the same such window: floor((y - s) / M) equal on each axis.
+    mask = shift_mask(H, W, M, s)
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    coords = torch.stack([(ys + s) % H, (xs + s) % W], -1)[None]  # original positions
+    win = window_partition(coords, M)  # [nW, M*M, 2]
+    region = torch.div(win - s, M, rounding_mode="floor")
+    same = (region[:, :, None] == region[:, None, :]).all(-1)
+    assert torch.equal(mask == 0, same)
+    assert set(mask.unique().tolist()) <= {0.0, -100.0}
+
+
+def _hf_pair(size, **kw):
+    transformers = pytest.importorskip("transformers", reason="transformers is the Swin peer")
+    from deepnotes.models.loaders import swin_from_transformers
+
+    cfg = dict(image_size=size, patch_size=2, embed_dim=12, depths=[2, 2, 3], num_heads=[2, 3, 4])
+    hc = transformers.SwinConfig(**{**cfg, "window_size": 4, "num_labels": 7, **kw})
+    hf = transformers.SwinForImageClassification(hc).eval()
+    with torch.no_grad():  # every weight random, including the zero-initialised bias tables
+        for p in hf.parameters():
+            p.normal_(0, 0.5)
+    return hf, swin_from_transformers(hf).eval()
+
+
+@pytest.mark.parametrize("size", [32, 30])  # 30: stage 1 pads 15 -> 16 tokens
+def test_logits_equal_transformers(size):
+    hf, ours = _hf_pair(size)
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        assert_close(ours.features(x), hf.swin(x).last_hidden_state, what="features")
+        assert_close(ours(x), hf(x).logits, what="logits")
+
+
+def test_shift_changes_the_output_and_keeps_the_parameters():
+    torch.manual_seed(torch.seed() % 2**31)
+    a = Swin(swin_tiny_test()).eval()
+    b = Swin(swin_tiny_test(shift=False)).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (a(x) - b(x)).abs().max() > 1e-4
+    assert [blk.shift for s in a.stages for blk in s.blocks] == [0, 2, 0, 2, 0, 0]
+
+
+def test_gradients_flow_and_bad_input_raises():
+    m = Swin(swin_tiny_test(drop_path=0.1)).train()
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    m(x).square().mean().backward()
+    assert x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in m.parameters())
+    with pytest.raises(ValueError, match="images"):
+        m(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="differ in length"):
+        swin_tiny_test(depths=(2, 2))
+
+
+def _count(cfg):
+    with torch.device("meta"):
+        m = Swin(cfg)
+        x = torch.randn(1, 3, 224, 224)
+    fc = FlopCounterMode(display=False)
+    with fc:
+        m(x)
+    # FlopCounterMode counts 2 FLOPs per multiply-add; the paper's figures are multiply-adds.
+    return sum(p.numel() for p in m.parameters()), fc.get_total_flops() / 2
+
+
+@pytest.mark.parametrize(
+    "make,params_m,gmacs", [(swin_t, 28.3, 4.5), (swin_s, 49.6, 8.7), (swin_b, 87.8, 15.4)]
+)
+def test_paper_parameter_and_flop_counts(make, params_m, gmacs):
+    n, macs = _count(make())
+    assert round(n / 1e6, 1) == params_m
+    assert round(macs / 1e9, 1) == gmacs
+
+
+def test_swin_t_parameters_equal_transformers():
+    transformers = pytest.importorskip("transformers", reason="transformers is the Swin peer")
+    with torch.device("meta"):
+        hf = transformers.SwinForImageClassification(transformers.SwinConfig(num_labels=1000))
+    n_hf = sum(p.numel() for p in hf.parameters())
+    assert n_hf == _count(swin_t())[0] == 28_288_354

@@ -1,0 +1,1 @@
+"""Vision experiments: receptive fields, upsampling, Swin, DETR."""

@@ -2,48 +2,26 @@
 
 out = softmax(q k^T * scale + mask) v, per head, scale = 1/sqrt(K) by default (`scale=1.0`
 gives T5's unscaled attention, which relies on a compensating init of W_q; see
-`deepnotes.layers.init`). Interchangeable paths:
+`deepnotes.layers.init`). The attention itself is `deepnotes.layers.attention.attention`,
+the one attention of every model, with its interchangeable paths:
 - impl="auto" (default): `deepnotes.ops.attention.flash_attn`, our FlashAttention-2 Triton
   kernel on CUDA (fp16/bf16, head dim <= 128) and SDPA elsewhere; with a padding mask, SDPA.
   DEEPNOTES_KERNELS=torch|triton forces either path (see `deepnotes.ops.backend`);
-- impl="math": the explicit matmul-softmax (`deepnotes.ops.attention.naive_softmax_attn`);
+- impl="math": the explicit matmul-softmax;
 - impl="sdpa": `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
   backend (FlashAttention / memory-efficient) when it can.
+The mixer keeps its packed `qkv` projection (and so its state-dict keys and init).
 Decoding keeps a KV cache, so each new token costs O(t) instead of recomputing O(t^2).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
+from deepnotes.layers.attention import attention
 from deepnotes.mixers import register
 from deepnotes.mixers.common import KVCache, MultiHeadMixer
-from deepnotes.ops.attention.flash import flash_attn
-from deepnotes.ops.attention.naive import attention_mask, naive_softmax_attn
+from deepnotes.ops.attention import naive_softmax_attn
 
 IMPLS = ("auto", "sdpa", "math")
-
-
-def sdpa_attn(
-    q, k, v, *, causal: bool, key_mask: torch.Tensor | None = None, scale: float | None = None
-):
-    """SDPA with our mask convention. q, k, v: [B, H, T, K]; key_mask: [B, T] bool.
-
-    scale multiplies q k^T (None = 1/sqrt(K))."""
-    if key_mask is None:
-        return F.scaled_dot_product_attention(
-            q, k, v, is_causal=causal and q.shape[-2] > 1, scale=scale
-        )
-    allowed = attention_mask(
-        q.shape[-2], k.shape[-2], causal=causal, key_mask=key_mask, device=q.device
-    )
-    # A padded query with no allowed key would give NaN (and NaN gradients); let it attend to
-    # itself instead. Its output is zeroed by the caller.
-    if q.shape[-2] == k.shape[-2]:
-        eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
-        allowed = allowed | (eye & ~key_mask[:, None, :, None])
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
 
 
 @register("softmax")
@@ -56,6 +34,7 @@ class SoftmaxAttention(MultiHeadMixer):
     supports_step = True
     state_grows = True
     supports_rotary = True
+    supports_scale = True
 
     def __init__(
         self,
@@ -75,11 +54,12 @@ class SoftmaxAttention(MultiHeadMixer):
         self.scale = scale
 
     def attend(self, q, k, v, key_mask):
-        if self.impl == "auto" and key_mask is None:
-            return flash_attn(q, k, v, causal=self.causal, scale=self.scale)
-        if self.impl in ("auto", "sdpa"):
-            return sdpa_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
-        return naive_softmax_attn(q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale)
+        """q, k, v: [B, H, T, K]; key_mask: [B, T] bool or None -> [B, H, T, K].
+
+        Padded queries with no allowed key give zeros (their rows are zeroed by `forward`)."""
+        return attention(
+            q, k, v, causal=self.causal, key_mask=key_mask, scale=self.scale, impl=self.impl
+        )
 
     def mix(self, x, mask):
         q, k, v = self.project_qkv(x)
@@ -101,5 +81,5 @@ class SoftmaxAttention(MultiHeadMixer):
         self.check_step_input(x_t)
         q, k, v = self.project_qkv(x_t[:, None, :], offset=state.length)
         k_all, v_all = state.append(k, v)
-        o = naive_softmax_attn(q, k_all, v_all, causal=False, scale=self.scale)
+        o = attention(q, k_all, v_all, scale=self.scale, impl="math")
         return self.out(self.merge_heads(o))[:, 0], state

@@ -1,0 +1,1 @@
+"""Latent diffusion models: the VAE, the conditional UNet and the condition encoder."""

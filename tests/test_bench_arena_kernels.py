@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deepnotes import jobs
-from deepnotes.bench.arena_kernels import (
+from deepnotes.bench.lm.arena_kernels import (
     bench_arena_kernels,
     describe_paths,
     kernels_env,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepnotes import jobs
-from deepnotes.bench.mixers import MixersBenchConfig, bench_mixers
+from deepnotes.bench.mixers.mixers import MixersBenchConfig, bench_mixers
 
 jobs.discover()
 

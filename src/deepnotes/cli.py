@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +96,10 @@ def cmd_job(kind: str, argv: list[str]) -> int:
         default="default",
         help=f"preset: {', '.join(['default', *job.presets])} (default: default)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    # a config with its own `seed` field takes --seed there; the run is seeded with it too
+    own_seed = "seed" in {f.name for f in dataclasses.fields(job.config_cls)}
+    if not own_seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_config_arguments(parser, job.config_cls)
     args = parser.parse_args(argv)
     try:
@@ -104,7 +108,8 @@ def cmd_job(kind: str, argv: list[str]) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    jobs.run_job(job, cfg, out=args.out, device=device, seed=args.seed, budget=args.budget)
+    seed = cfg.seed if own_seed else args.seed
+    jobs.run_job(job, cfg, out=args.out, device=device, seed=seed, budget=args.budget)
     return 0
 
 

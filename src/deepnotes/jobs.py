@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
 import sys
 import time
@@ -194,11 +195,16 @@ def run_job(
     quiet: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Run a job, write results.json next to its plots, print the table; return the record."""
+    """Run a job, write results.json next to its plots, print the table; return the record.
+
+    Under torchrun (RANK set) only rank 0 makes the folder, writes and prints.
+    """
     out = Path(out) if out is not None else default_out(job)
-    out.mkdir(parents=True, exist_ok=True)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    ctx = Context(out=out, device=device, seed=seed, budget=budget, quiet=quiet)
+    ctx = Context(out=out, device=device, seed=seed, budget=budget, quiet=quiet or not main_rank)
     seed_everything(seed)
     started = datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -225,6 +231,8 @@ def run_job(
         "started": started,
         "command": command or recorded_command(sys.argv[1:]),
     }
+    if not main_rank:
+        return record
     atomic_write_json(out / "results.json", record)
     if not quiet:
         print(f"\n{job.kind} {job.name} ({wall:.1f} s)")

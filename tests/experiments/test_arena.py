@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepnotes import jobs
-from deepnotes.experiments import arena
+from deepnotes.experiments.lm import arena
 from deepnotes.models.lm import LM
 from tests.helpers import assert_close, rel_rms
 

@@ -11,9 +11,9 @@ import torch
 
 import deepnotes.mixers as M
 from deepnotes import jobs
-from deepnotes.bench.lm_mfu import flops_per_token
-from deepnotes.experiments import arena
-from deepnotes.experiments.attention_scaling import attention_entropy, qk_stats
+from deepnotes.bench.lm.lm_mfu import flops_per_token
+from deepnotes.experiments.lm import arena
+from deepnotes.experiments.lm.attention_scaling import attention_entropy, qk_stats
 from deepnotes.models.gpt_baseline import GPT, GPTConfig
 from deepnotes.models.lm import LM, LMConfig
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from deepnotes.data.synthetic import IGNORE
-from deepnotes.experiments.recall import RecallConfig, chance, task_data, task_list, train_run
+from deepnotes.experiments.ssm.recall import RecallConfig, chance, task_data, task_list, train_run
 
 
 def small_config(**kw) -> RecallConfig:

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import deepnotes.mixers as M
-from deepnotes.experiments.lm_common import auto_positions
-from deepnotes.models.lm import LM, LMConfig
+from deepnotes.models.lm import LM, LMConfig, auto_positions
 from tests.helpers import assert_close
 
 V, T, B = 16, 32, 16

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from deepnotes import jobs
-from deepnotes.experiments import rl_benchmarks
+from deepnotes.experiments.rl import rl_benchmarks
 from deepnotes.rl.peers import sb3_available
 
 

@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -242,3 +243,9 @@ def load_text(
         n_val_docs=len(val_docs),
         seed=seed,
     )
+
+
+@lru_cache(maxsize=4)
+def cached_text(corpus: str, max_docs: int | None = None) -> TextData:
+    """Byte-level text split by document, cached: several jobs in one process share a corpus."""
+    return load_text(corpus, "byte", max_docs=max_docs)

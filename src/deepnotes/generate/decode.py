@@ -17,6 +17,7 @@ Both give identical tokens (tests check every mixer that decodes).
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import torch
@@ -137,3 +138,30 @@ def state_nbytes(state: Any) -> int:
         elif hasattr(obj, "__dict__") and not isinstance(obj, nn.Module | type):
             stack.extend(vars(obj).values())
     return total
+
+
+def timed_generate(
+    model: nn.Module,
+    prompt: torch.Tensor,
+    n: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, float, str]:
+    """Sample n tokens after prompt [1, T0] with `generate` and time it (prefill included).
+
+    Returns (new tokens [n], seconds, path): "step" through the KV cache / recurrent state,
+    or "recompute" (the whole prefix per token) for a model that cannot step, or whose
+    position table the text would run past.
+    """
+    gen = torch.Generator(device=prompt.device).manual_seed(seed)
+    sync = torch.cuda.synchronize if prompt.device.type == "cuda" else (lambda: None)
+    limit = _position_limit(model)
+    fits = limit is None or prompt.shape[1] + n <= limit
+    path = "step" if getattr(model, "supports_step", False) and fits else "recompute"
+    sync()
+    t0 = time.perf_counter()
+    out = generate(model, prompt, n, temperature=temperature, top_k=top_k, generator=gen)
+    sync()
+    return out[0, prompt.shape[1] :], time.perf_counter() - t0, path

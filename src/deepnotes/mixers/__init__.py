@@ -49,9 +49,14 @@ def get(name: str) -> type[Mixer]:
     return MIXERS.get(name)
 
 
+def causal_names() -> list[str]:
+    """Every registered mixer that can run causally (so can drive a decoder LM)."""
+    return [n for n in names() if get(n).supports_causal]
+
+
 def build(name: str, d_model: int, *, causal: bool, **kw) -> Mixer:
     """Instantiate mixer `name` for width `d_model`; unknown names raise ValueError."""
     return get(name)(d_model, causal=causal, **kw)
 
 
-__all__ = ["Mixer", "build", "get", "names", "register", "MIXERS"]
+__all__ = ["Mixer", "build", "causal_names", "get", "names", "register", "MIXERS"]

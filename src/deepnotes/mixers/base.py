@@ -29,6 +29,8 @@ class Mixer(nn.Module):
     supports_step: ClassVar[bool] = False  # has init_state / step (causal mode only)
     state_grows: ClassVar[bool] = False  # step state grows with T (KV cache)
     supports_rotary: ClassVar[bool] = False  # accepts rotary=True (RoPE on q and k)
+    supports_heads: ClassVar[bool] = False  # accepts n_heads=... (multi-head q, k, v)
+    supports_scale: ClassVar[bool] = False  # accepts scale=... (the factor on q k^T)
 
     def __init__(self, d_model: int, *, causal: bool, max_len: int | None = None) -> None:
         super().__init__()

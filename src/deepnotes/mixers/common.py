@@ -21,6 +21,8 @@ class MultiHeadMixer(Mixer):
     Shapes: q, k, v are [B, H, T, K] with K = d_model / n_heads.
     """
 
+    supports_heads = True
+
     def __init__(
         self,
         d_model: int,

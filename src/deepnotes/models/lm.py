@@ -16,7 +16,6 @@ Initialisation schemes and the attention scale are in `deepnotes.layers.init`.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,20 +75,6 @@ class LMState:
     layers: list
 
 
-def accepts_kwarg(cls: type, name: str) -> bool:
-    """Whether cls(...) takes keyword `name` explicitly (walking **kw up the MRO)."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters
-        if name in params:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
-
-
 def mixer_kwargs(cfg: LMConfig) -> dict[str, Any]:
     """The kwargs the LM passes to `mixers.build` for cfg, with clear errors for misfits."""
     cls = M.get(cfg.mixer)
@@ -106,7 +91,7 @@ def mixer_kwargs(cfg: LMConfig) -> dict[str, Any]:
             )
         kw["rotary"] = True
     if cfg.attention_scale is not None:
-        if not accepts_kwarg(cls, "scale"):
+        if not cls.supports_scale:
             raise ValueError(f"mixer {cfg.mixer!r} has no attention scale to set")
         kw["scale"] = cfg.attention_scale
     return kw
@@ -338,3 +323,14 @@ class LM(nn.Module):
                 per = sum(p.numel() for p in b.ffn.experts[0].parameters())
                 n -= (b.ffn.n_experts - b.ffn.top_k) * per
         return n
+
+
+def auto_positions(mixer: str) -> str:
+    """Rotary where the mixer applies it (inside q and k), else a learned table."""
+    return "rotary" if M.get(mixer).supports_rotary else "learned"
+
+
+def build_lm(cfg: LMConfig, device: torch.device | str, seed: int) -> LM:
+    """LM(cfg) on `device`, drawn from `seed`: every variant of an experiment starts alike."""
+    torch.manual_seed(seed)
+    return LM(cfg).to(device)

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from deepnotes.rl.buffers import RolloutBuffer, collect_rollout
-from deepnotes.rl.checkpoint import resume_agent, save_agent
-from deepnotes.rl.common import EpisodeStats, check_action_space, make_vec_env
-from deepnotes.rl.nets import PolicyNet, ValueNet, space_dims
-from deepnotes.rl.recorder import Recorder, eval_seed
+from deepnotes.rl.common import EpisodeStats
+from deepnotes.rl.loop import OuterLoop, default_recorder, open_envs
+from deepnotes.rl.nets import PolicyNet, ValueNet
+from deepnotes.rl.recorder import Recorder
 
 
 @dataclass
@@ -86,44 +86,29 @@ def train(
 
     progress: optional callable(step) for a progress bar. Returns (agent, recorder).
     """
-    torch.manual_seed(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.n_envs)
+    envs, kind, obs_dim, act_dim, discrete = open_envs(cfg, "A2C", discrete=True, continuous=True)
     act_space = envs.single_action_space
-    kind = check_action_space(act_space, "A2C", discrete=True, continuous=True)
-    obs_dim, act_dim, discrete = space_dims(envs)
     agent = A2CAgent(obs_dim, act_dim, discrete, cfg)
     opt = torch.optim.RMSprop(agent.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps)
-    if recorder is None:
-        recorder = Recorder(cfg.env_id, cfg.eval_every, cfg.eval_episodes, eval_seed(cfg.seed))
+    recorder = default_recorder(cfg, recorder)
     low, high = (None, None) if kind == "discrete" else (act_space.low, act_space.high)
     act_shape = () if discrete else (act_dim,)
     buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_dim, act_shape, discrete)
     stats = EpisodeStats(cfg.n_envs)
-    step, obs = 0, envs.reset(seed=cfg.seed)[0]
     parts = {"agent": agent, "optimizer": opt, "stats": stats, "recorder": recorder}
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        st = resume_agent(checkpoint, "a2c", envs, parts)
-        step, obs = st["step"], st["obs"]
+    loop = OuterLoop("a2c", cfg, envs, parts, agent.act_np, checkpoint=checkpoint,
+                     resume=resume, progress=progress)  # fmt: skip
 
     per_iter = cfg.n_steps * cfg.n_envs
     n_iters = max(1, cfg.total_steps // per_iter)  # never past the budget
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    recorder.start()
-    while step < n_iters * per_iter:
-        recorder.maybe_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-        obs = collect_rollout(envs, obs, agent.actor, agent.critic, buf, stats, low, high)
+    while loop.running(n_iters * per_iter):
+        obs = collect_rollout(envs, loop.obs, agent.actor, agent.critic, buf, stats, low, high)
         loss, _ = a2c_loss(agent, buf, cfg)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
         opt.step()
-        step += per_iter
-        if progress is not None:
-            progress(step)
-        if checkpoint is not None and step >= next_ckpt:
-            next_ckpt += cfg.checkpoint_every
-            save_agent(checkpoint, "a2c", cfg, step, obs, envs, parts)
-    recorder.force_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-    recorder.stop()
-    envs.close()
+        loop.advance(per_iter, obs)
+        loop.checkpoint_if_due()
+    loop.finish()
     return agent, recorder

@@ -29,15 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.rl.buffers import ReplayBuffer
-from deepnotes.rl.checkpoint import resume_agent, save_agent
 from deepnotes.rl.common import (
     EpisodeStats,
-    check_action_space,
-    make_vec_env,
     true_next_obs,
 )
-from deepnotes.rl.nets import space_dims
-from deepnotes.rl.recorder import Recorder, eval_seed
+from deepnotes.rl.loop import OuterLoop, default_recorder, open_envs
+from deepnotes.rl.recorder import Recorder
 
 
 @dataclass
@@ -174,12 +171,9 @@ def train(
     """Train DDPG on `cfg.env_id` (continuous actions only; a Discrete space raises)."""
     if cfg.noise not in ("normal", "ou"):
         raise ValueError(f"noise must be 'normal' or 'ou', got {cfg.noise!r}")
-    torch.manual_seed(cfg.seed)
+    envs, _, obs_dim, act_dim, _ = open_envs(cfg, "DDPG", discrete=False, continuous=True)
     rng = np.random.default_rng(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.n_envs)
     act_space = envs.single_action_space
-    check_action_space(act_space, "DDPG", discrete=False, continuous=True)
-    obs_dim, act_dim, _ = space_dims(envs)
     agent = DDPGAgent(obs_dim, act_dim, act_space.low, act_space.high, cfg)
     actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr)
@@ -187,11 +181,9 @@ def train(
         noise = GaussianNoise(act_dim, cfg.noise_std, rng)
     else:
         noise = OUNoise(cfg.n_envs, act_dim, cfg.noise_std, cfg.ou_theta, cfg.ou_dt, rng)
-    if recorder is None:
-        recorder = Recorder(cfg.env_id, cfg.eval_every, cfg.eval_episodes, eval_seed(cfg.seed))
+    recorder = default_recorder(cfg, recorder)
     buffer = ReplayBuffer(cfg.buffer_size, obs_dim, act_dim)
     stats = EpisodeStats(cfg.n_envs)
-    step, pending, obs = 0, 0, envs.reset(seed=cfg.seed)[0]
     parts = {
         "agent": agent,
         "actor_opt": actor_opt,
@@ -200,19 +192,20 @@ def train(
         "stats": stats,
         "recorder": recorder,
     }
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        st = resume_agent(checkpoint, "ddpg", envs, parts)
+    loop = OuterLoop("ddpg", cfg, envs, parts, agent.act_np, checkpoint=checkpoint,
+                     resume=resume, progress=progress)  # fmt: skip
+    pending = 0
+    if loop.restored:
+        st = loop.restored
         rng.bit_generator.state = st["agent_rng"]
         if isinstance(noise, OUNoise):
             noise.x = st["ou_x"]
-        step, pending, obs = st["step"], st["pending"], st["obs"]
+        pending = st["pending"]
 
     total = (cfg.total_steps // cfg.n_envs) * cfg.n_envs
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    recorder.start()
-    while step < total:
-        recorder.maybe_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-        if step < cfg.learning_starts:
+    while loop.running(total):
+        obs = loop.obs
+        if loop.step < cfg.learning_starts:
             a = rng.uniform(-1.0, 1.0, size=(cfg.n_envs, act_dim))
         else:
             with torch.no_grad():
@@ -224,26 +217,18 @@ def train(
         stats.update(r, done)
         for i in np.flatnonzero(done):
             noise.reset(i)
-        obs = next_obs
-        step += cfg.n_envs
+        loop.advance(cfg.n_envs, next_obs)
         pending += cfg.n_envs
-        if progress is not None:
-            progress(step)
         due = done.any() if cfg.train_freq == 0 else pending >= cfg.train_freq
-        if due and step > cfg.learning_starts:
+        if due and loop.step > cfg.learning_starts:
             n_grad = pending if cfg.gradient_steps < 0 else cfg.gradient_steps
             for _ in range(n_grad):
                 ddpg_update(agent, actor_opt, critic_opt, buffer.sample(cfg.batch_size, rng), cfg)
             pending = 0
         elif due:
             pending = 0
-        if checkpoint is not None and step >= next_ckpt:
-            next_ckpt += cfg.checkpoint_every
-            save_agent(
-                checkpoint, "ddpg", cfg, step, obs, envs, parts,
-                pending=pending, agent_rng=rng.bit_generator.state, ou_x=getattr(noise, "x", None),
-            )  # fmt: skip
-    recorder.force_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-    recorder.stop()
-    envs.close()
+        loop.checkpoint_if_due(
+            pending=pending, agent_rng=rng.bit_generator.state, ou_x=getattr(noise, "x", None)
+        )
+    loop.finish()
     return agent, recorder

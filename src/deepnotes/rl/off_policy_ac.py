@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepnotes.rl.checkpoint import resume_agent, save_agent
-from deepnotes.rl.common import EpisodeStats, check_action_space, make_vec_env, true_next_obs
-from deepnotes.rl.nets import PolicyNet, ValueNet, space_dims
-from deepnotes.rl.recorder import Recorder, eval_seed
+from deepnotes.rl.common import EpisodeStats, true_next_obs
+from deepnotes.rl.loop import OuterLoop, default_recorder, open_envs
+from deepnotes.rl.nets import PolicyNet, ValueNet
+from deepnotes.rl.recorder import Recorder
 
 
 @dataclass
@@ -104,30 +104,23 @@ def train(
         raise ValueError(f"behavior must be 'lagged' or 'uniform', got {cfg.behavior!r}")
     if not 0.0 < cfg.epsilon <= 1.0:
         raise ValueError(f"epsilon must be in (0, 1] so that rho stays bounded, got {cfg.epsilon}")
-    torch.manual_seed(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.n_envs)
-    check_action_space(envs.single_action_space, "off-policy AC", discrete=True, continuous=False)
-    obs_dim, n_actions, _ = space_dims(envs)
+    envs, _, obs_dim, n_actions, _ = open_envs(
+        cfg, "off-policy AC", discrete=True, continuous=False
+    )
     agent = OffPolicyACAgent(obs_dim, n_actions, cfg)
     actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr)
-    if recorder is None:
-        recorder = Recorder(cfg.env_id, cfg.eval_every, cfg.eval_episodes, eval_seed(cfg.seed))
+    recorder = default_recorder(cfg, recorder)
     stats = EpisodeStats(cfg.n_envs)
-    step, obs = 0, envs.reset(seed=cfg.seed)[0]
     parts = {"agent": agent, "actor_opt": actor_opt, "critic_opt": critic_opt,
              "stats": stats, "recorder": recorder}  # fmt: skip
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        st = resume_agent(checkpoint, "off_policy_ac", envs, parts)
-        step, obs = st["step"], st["obs"]
+    loop = OuterLoop("off_policy_ac", cfg, envs, parts, agent.act_np, checkpoint=checkpoint,
+                     resume=resume, progress=progress)  # fmt: skip
 
     total = (cfg.total_steps // cfg.n_envs) * cfg.n_envs
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_refresh = (step // cfg.behavior_every + 1) * cfg.behavior_every
-    recorder.start()
-    while step < total:
-        recorder.maybe_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-        s = torch.as_tensor(obs, dtype=torch.float32)
+    next_refresh = (loop.step // cfg.behavior_every + 1) * cfg.behavior_every
+    while loop.running(total):
+        s = torch.as_tensor(loop.obs, dtype=torch.float32)
         beta = agent.behavior_probs(s)
         a = torch.multinomial(beta, 1).squeeze(1)
         obs, r, term, trunc, infos = envs.step(a.numpy())
@@ -139,16 +132,10 @@ def train(
             torch.as_tensor(r, dtype=torch.float32), s_next,
             torch.as_tensor(~term, dtype=torch.float32), cfg,
         )  # fmt: skip
-        step += cfg.n_envs
-        if step >= next_refresh:
+        loop.advance(cfg.n_envs, obs)
+        if loop.step >= next_refresh:
             next_refresh += cfg.behavior_every
             agent.behavior_actor.load_state_dict(agent.actor.state_dict())
-        if progress is not None:
-            progress(step)
-        if checkpoint is not None and step >= next_ckpt:
-            next_ckpt += cfg.checkpoint_every
-            save_agent(checkpoint, "off_policy_ac", cfg, step, obs, envs, parts)
-    recorder.force_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-    recorder.stop()
-    envs.close()
+        loop.checkpoint_if_due()
+    loop.finish()
     return agent, recorder

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.rl.checkpoint import resume_agent, save_agent
-from deepnotes.rl.common import EpisodeStats, check_action_space, make_vec_env, true_next_obs
-from deepnotes.rl.nets import PolicyNet, mlp, space_dims
-from deepnotes.rl.recorder import Recorder, eval_seed
+from deepnotes.rl.common import EpisodeStats, true_next_obs
+from deepnotes.rl.loop import OuterLoop, default_recorder, open_envs
+from deepnotes.rl.nets import PolicyNet, mlp
+from deepnotes.rl.recorder import Recorder
 
 
 @dataclass
@@ -81,33 +81,24 @@ def train(
     progress=None,
 ) -> tuple[QACAgent, Recorder]:
     """Train QAC on `cfg.env_id` (Discrete actions only)."""
-    torch.manual_seed(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.n_envs)
-    check_action_space(envs.single_action_space, "QAC", discrete=True, continuous=False)
-    obs_dim, n_actions, _ = space_dims(envs)
+    envs, _, obs_dim, n_actions, _ = open_envs(cfg, "QAC", discrete=True, continuous=False)
     agent = QACAgent(obs_dim, n_actions, cfg)
     actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam(agent.q.parameters(), lr=cfg.critic_lr)
-    if recorder is None:
-        recorder = Recorder(cfg.env_id, cfg.eval_every, cfg.eval_episodes, eval_seed(cfg.seed))
+    recorder = default_recorder(cfg, recorder)
     stats = EpisodeStats(cfg.n_envs)
-    step, obs = 0, envs.reset(seed=cfg.seed)[0]
     parts = {"agent": agent, "actor_opt": actor_opt, "critic_opt": critic_opt,
              "stats": stats, "recorder": recorder}  # fmt: skip
-    a = None  # the action about to be taken in each sub-env
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        st = resume_agent(checkpoint, "qac", envs, parts)
-        step, obs, a = st["step"], st["obs"], st["action"]
+    loop = OuterLoop("qac", cfg, envs, parts, agent.act_np, checkpoint=checkpoint,
+                     resume=resume, progress=progress)  # fmt: skip
+    a = loop.restored.get("action")  # the action about to be taken in each sub-env
 
     total = (cfg.total_steps // cfg.n_envs) * cfg.n_envs
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    s = torch.as_tensor(obs, dtype=torch.float32)
+    s = torch.as_tensor(loop.obs, dtype=torch.float32)
     if a is None:
         with torch.no_grad():
             a = agent.actor.dist(s).sample()
-    recorder.start()
-    while step < total:
-        recorder.maybe_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
+    while loop.running(total):
         obs, r, term, trunc, infos = envs.step(a.numpy())
         done = term | trunc
         stats.update(r, done)
@@ -121,14 +112,7 @@ def train(
         not_term = torch.as_tensor(~term, dtype=torch.float32)
         qac_update(agent, actor_opt, critic_opt, s, a, r_t, s_real, a_real, not_term, cfg.gamma)
         s, a = s_next, a_next
-        step += cfg.n_envs
-        if progress is not None:
-            progress(step)
-        if checkpoint is not None and step >= next_ckpt:
-            next_ckpt += cfg.checkpoint_every
-            # the pending action is part of the state: store it with the observation
-            save_agent(checkpoint, "qac", cfg, step, obs, envs, parts, action=a)
-    recorder.force_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-    recorder.stop()
-    envs.close()
+        loop.advance(cfg.n_envs, obs)
+        loop.checkpoint_if_due(action=a)  # the pending action is part of the state
+    loop.finish()
     return agent, recorder

@@ -30,10 +30,10 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from deepnotes.rl.buffers import RolloutBuffer, collect_rollout
-from deepnotes.rl.checkpoint import resume_agent, save_agent
-from deepnotes.rl.common import EpisodeStats, check_action_space, make_vec_env
-from deepnotes.rl.nets import PolicyNet, ValueNet, space_dims
-from deepnotes.rl.recorder import Recorder, eval_seed
+from deepnotes.rl.common import EpisodeStats
+from deepnotes.rl.loop import OuterLoop, default_recorder, open_envs
+from deepnotes.rl.nets import PolicyNet, ValueNet
+from deepnotes.rl.recorder import Recorder
 
 
 @dataclass
@@ -200,39 +200,24 @@ def train(
     progress=None,
 ) -> tuple[TRPOAgent, Recorder]:
     """Train TRPO on `cfg.env_id`; resume from `checkpoint` when `resume` and it exists."""
-    torch.manual_seed(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.n_envs)
+    envs, kind, obs_dim, act_dim, discrete = open_envs(cfg, "TRPO", discrete=True, continuous=True)
     act_space = envs.single_action_space
-    kind = check_action_space(act_space, "TRPO", discrete=True, continuous=True)
-    obs_dim, act_dim, discrete = space_dims(envs)
     agent = TRPOAgent(obs_dim, act_dim, discrete, cfg)
     vf_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.vf_lr)
-    if recorder is None:
-        recorder = Recorder(cfg.env_id, cfg.eval_every, cfg.eval_episodes, eval_seed(cfg.seed))
+    recorder = default_recorder(cfg, recorder)
     low, high = (None, None) if kind == "discrete" else (act_space.low, act_space.high)
     buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_dim, () if discrete else (act_dim,), discrete)
     stats = EpisodeStats(cfg.n_envs)
-    step, obs = 0, envs.reset(seed=cfg.seed)[0]
     parts = {"agent": agent, "optimizer": vf_opt, "stats": stats, "recorder": recorder}
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        st = resume_agent(checkpoint, "trpo", envs, parts)
-        step, obs = st["step"], st["obs"]
+    loop = OuterLoop("trpo", cfg, envs, parts, agent.act_np, checkpoint=checkpoint,
+                     resume=resume, progress=progress)  # fmt: skip
 
     per_iter = cfg.n_steps * cfg.n_envs
     n_iters = max(1, cfg.total_steps // per_iter)  # never past the budget
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    recorder.start()
-    while step < n_iters * per_iter:
-        recorder.maybe_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-        obs = collect_rollout(envs, obs, agent.actor, agent.critic, buf, stats, low, high)
+    while loop.running(n_iters * per_iter):
+        obs = collect_rollout(envs, loop.obs, agent.actor, agent.critic, buf, stats, low, high)
         update(agent, vf_opt, buf, cfg)
-        step += per_iter
-        if progress is not None:
-            progress(step)
-        if checkpoint is not None and step >= next_ckpt:
-            next_ckpt += cfg.checkpoint_every
-            save_agent(checkpoint, "trpo", cfg, step, obs, envs, parts)
-    recorder.force_eval(step, agent.act_np, {"train_return": stats.recent_mean()})
-    recorder.stop()
-    envs.close()
+        loop.advance(per_iter, obs)
+        loop.checkpoint_if_due()
+    loop.finish()
     return agent, recorder

@@ -6,12 +6,16 @@ One optimizer step =
     -> unscale (fp16) -> clip the global gradient norm -> optimizer step (skipped by the
     fp16 scaler on inf/NaN) -> learning-rate schedule step.
 Around it: periodic evaluation, atomic checkpoints every `ckpt_interval` steps, exact resume,
-a progress bar with loss / lr / tokens per second, and a history of dicts.
+a progress bar with loss / lr / tokens per second, and a history of dicts. `fit` also takes
+a wall-clock cap (`max_seconds`), a logging hook (`on_log`, which may add fields to each
+history entry) and an early-stop hook (`stop_fn`); every model in the project trains through
+it (the LM experiments, the sequence classifiers, the domain models).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -59,6 +63,8 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     resume: str = ""  # "" = fresh; "auto" = ckpt_dir's latest if any; or a checkpoint path
     eval_interval: int = 0  # steps between evaluations (0 = only at the end)
+    max_seconds: float = 0.0  # cap on training time in seconds (0 = none); a capped run
+    # evaluates, stops early and says so (`Trainer.stopped_early`)
     log_interval: int = 1  # steps between history entries (each costs a device sync)
     seed: int = 0  # seeds python/numpy/torch at the start of a fresh run
     progress: bool = True  # show a progress bar (also off with DEEPNOTES_NO_PROGRESS=1)
@@ -94,6 +100,9 @@ class Trainer:
         checkpoints, so a resumed run draws exactly the batches it would have drawn.
     eval_fn(model) -> dict of floats, run under no_grad and autocast.
     loss_fn(model, batch) -> loss or (loss, metrics dict); default: `lm_loss`.
+    on_log(trainer, entry): called for each history entry before evaluation; it may add
+        fields (e.g. MoE expert loads read from the step just taken).
+    stop_fn(entry) -> bool: early stop; True after a logged step ends the run there.
     """
 
     def __init__(
@@ -103,6 +112,8 @@ class Trainer:
         train_batches,
         eval_fn: Callable[[nn.Module], dict] | None = None,
         loss_fn: Callable | None = None,
+        on_log: Callable[[Trainer, dict], None] | None = None,
+        stop_fn: Callable[[dict], bool] | None = None,
     ) -> None:
         if cfg.grad_accum < 1 or cfg.steps < 1:
             raise ValueError(f"steps and grad_accum must be >= 1: {cfg.steps}, {cfg.grad_accum}")
@@ -133,6 +144,11 @@ class Trainer:
         self._iter = None
         self.eval_fn = eval_fn
         self.loss_fn = loss_fn or lm_loss
+        self.on_log = on_log
+        self.stop_fn = stop_fn
+        self.last_eval: dict[str, float] = {}  # the latest evaluation's metrics
+        self.stopped_early = False  # the run ended before cfg.steps
+        self.stop_reason: str | None = None  # "time cap" | "stop_fn"
         self.step = 0  # optimizer steps taken
         self.tokens = 0  # tokens (or examples) consumed, over all ranks
         self.elapsed = 0.0  # seconds spent in training steps (not eval or checkpoints)
@@ -238,7 +254,8 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad(), self.precision.autocast():
-                return {k: float(v) for k, v in self.eval_fn(self.model).items()}
+                self.last_eval = {k: float(v) for k, v in self.eval_fn(self.model).items()}
+            return self.last_eval
         finally:
             self.model.train(was)
 
@@ -300,12 +317,18 @@ class Trainer:
         self.load(r)
         return True
 
-    def fit(self) -> list[dict[str, Any]]:
-        """Train until `cfg.steps`; return the history (list of dicts)."""
+    def fit(self, *, reseed: bool = True, bar=None) -> list[dict[str, Any]]:
+        """Train until `cfg.steps`, the time cap or `stop_fn`; return the history.
+
+        reseed: seed python/numpy/torch with cfg.seed (+ rank) on a fresh run; False keeps
+            the caller's random stream (experiments that seed when they build the model).
+        bar: an outer tqdm bar to advance one step at a time instead of the trainer's own.
+        """
         cfg = self.cfg
-        if self.resumed_from is None and not self._maybe_resume():
+        if self.resumed_from is None and not self._maybe_resume() and reseed:
             seed_everything(cfg.seed + self.info.rank)
-        bar = self._progress()
+        own_bar = bar is None
+        bar = self._progress() if own_bar else bar
         acc: dict[str, torch.Tensor] = {}
         n_acc, t_log, tok_log = 0, self.elapsed, self.tokens
         try:
@@ -317,43 +340,64 @@ class Trainer:
                     acc[k] = acc.get(k, 0) + v
                 n_acc += 1
                 last = self.step == cfg.steps
-                log_now = last or self.step % max(1, cfg.log_interval) == 0
-                eval_now = self.eval_fn is not None and (
-                    last or (cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0)
+                over = (
+                    not last
+                    and cfg.max_seconds > 0
+                    and self.elapsed + time.perf_counter() - t0 > cfg.max_seconds
                 )
+                log_now = last or over or self.step % max(1, cfg.log_interval) == 0
+                eval_now = self.eval_fn is not None and (
+                    last or over or (cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0)
+                )
+                stop = False
                 if log_now or eval_now:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     self.elapsed += time.perf_counter() - t0
-                    rec = {k: all_reduce_mean(v / n_acc).item() for k, v in acc.items()}
-                    dt = self.elapsed - t_log
-                    entry = {
-                        "step": self.step, "lr": lr, "tokens": self.tokens,
-                        "time": self.elapsed,
-                        "tokens_per_s": (self.tokens - tok_log) / dt if dt > 0 else 0.0,
-                        **rec,
-                    }  # fmt: skip
-                    if self.precision.scaler.is_enabled():
-                        entry["loss_scale"] = self.precision.scale
-                        entry["skipped"] = self.skipped
+                    entry = self._log_entry(acc, n_acc, lr, t_log, tok_log)
                     acc, n_acc, t_log, tok_log = {}, 0, self.elapsed, self.tokens
-                    if eval_now:
-                        entry.update(self.evaluate())
+                    if self.on_log is not None:
+                        self.on_log(self, entry)
+                    if eval_now:  # an eval metric named like a training one gets "eval_"
+                        for k, v in self.evaluate().items():
+                            entry[f"eval_{k}" if k in entry else k] = v
                     self.history.append(entry)
                     bar.set_postfix(
                         loss=f"{entry['loss']:.4f}", lr=f"{lr:.2e}",
                         tok_s=f"{entry['tokens_per_s']:.3g}",
                     )  # fmt: skip
+                    stop = not last and self.stop_fn is not None and bool(self.stop_fn(entry))
                 else:
                     self.elapsed += time.perf_counter() - t0
                 bar.update(1)
                 if cfg.ckpt_dir and (
-                    last or (cfg.ckpt_interval > 0 and self.step % cfg.ckpt_interval == 0)
-                ):
+                    last or over or stop
+                    or (cfg.ckpt_interval > 0 and self.step % cfg.ckpt_interval == 0)
+                ):  # fmt: skip
                     self.save()
+                if over or stop:
+                    self.stopped_early = True
+                    self.stop_reason = "time cap" if over else "stop_fn"
+                    break
         finally:
-            bar.close()
+            if own_bar:
+                bar.close()
         return self.history
+
+    def _log_entry(self, acc, n_acc, lr, t_log, tok_log) -> dict[str, Any]:
+        """One history entry: means over the steps since the last one, rates, lr, time."""
+        rec = {k: all_reduce_mean(v / n_acc).item() for k, v in acc.items()}
+        dt = self.elapsed - t_log
+        entry = {
+            "step": self.step, "lr": lr, "tokens": self.tokens, "time": self.elapsed,
+            "tokens_per_s": (self.tokens - tok_log) / dt if dt > 0 else 0.0, **rec,
+        }  # fmt: skip
+        if not math.isfinite(entry["loss"]):
+            entry["diverged"] = True
+        if self.precision.scaler.is_enabled():
+            entry["loss_scale"] = self.precision.scale
+            entry["skipped"] = self.skipped
+        return entry
 
     def summary(self) -> dict[str, Any]:
         """Totals of the run: steps, tokens, seconds, tokens/s, last loss and eval metrics."""

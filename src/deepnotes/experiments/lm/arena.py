@@ -30,114 +30,30 @@ import json
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
 
 import torch
 
-import deepnotes.mixers as M
-from deepnotes.experiments.lm_common import (
-    RunResult,
-    auto_positions,
-    build_model,
-    cached_text,
-    causal_mixers,
-    plot_curves,
-    run_color,
-    train_lm,
-)
-from deepnotes.generate import generate
+from deepnotes.data.text import cached_text
+from deepnotes.experiments.lm.common import RunResult, plot_curves, run_color, train_lm
+from deepnotes.generate import timed_generate
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.models.lm import LMConfig, accepts_kwarg
+from deepnotes.models.lm import build_lm
+from deepnotes.models.lm_arena import (
+    ARENA_PRESETS,
+    NOT_RESULT_FIELDS,
+    ArenaConfig,
+    lm_config,
+    select_mixers,
+)
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.timing import peak_memory_bytes
 
 
-@dataclass
-class ArenaConfig:
-    mixers: list[str] = field(default_factory=list)  # empty = every causal-capable mixer
-    exclude: list[str] = field(default_factory=list)  # mixers to leave out
-    corpus: str = "kjv"  # 'kjv' (embedded), 'stdlib', or a UTF-8 file / directory path
-    d_model: int = 64  # LM width: small enough for 2 CPU cores
-    n_layers: int = 2  # LM depth
-    n_heads: int | None = 2  # heads, for mixers that take n_heads (None = mixer default)
-    seq_len: int = 128  # training window (bytes)
-    batch_size: int = 8  # sequences per step (1k bytes: many small steps suit a tiny budget;
-    # with 16 x 100 steps softmax attention was still on the unigram plateau at the end)
-    steps: int = 150  # optimizer steps per mixer: the equal budget (154k bytes each). One step
-    # of each of the 12 mixers takes ~1.4 s on one thread of a loaded 2-core CPU (S4 ~0.75 s,
-    # its kernel costs the same whatever the batch), so ~3.5-4.5 min in all
-    lr: float = 3e-3  # AdamW peak lr (small model)
-    warmup: int = 15  # warm-up steps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (bf16 on GPU)
-    eval_every: int = 50  # steps between validation evaluations
-    eval_batches: int = 6  # validation batches per evaluation (final one included)
-    gen_tokens: int = 48  # tokens decoded for the speed measurement and the sample
-    prompt: str = "And God said"  # decoding prompt
-    temperature: float = 0.8  # sampling temperature of the sample
-    top_k: int | None = 20  # sample from the 20 most likely bytes
-    measure_memory: bool = True  # peak memory of one training step (CPU: profiler trace)
-    max_total_seconds: float = 340.0  # safety net for all mixers together (CPU: < 6 min);
-    # the default budget takes ~4 min on a 2-core CPU, so it does not bind there
-    reserve_seconds: float = 10.0  # training time kept for each mixer still to run when the
-    # guard binds (so a slow mixer cannot starve the ones after it)
-    threads: int = 1  # CPU threads (1 is fastest on a shared 2-core machine); 0 = torch's
-    resume: bool = True  # reuse finished mixers' results in OUT/mixers/ (same config)
-    strict: bool = False  # re-raise a mixer's failure instead of recording it in the table
-    max_docs: int | None = None  # first documents of the corpus only (quick runs)
-
-
-# fields that do not change a mixer's result (so resuming ignores them)
-_NOT_RESULT = ("mixers", "exclude", "max_total_seconds", "reserve_seconds", "resume", "strict")
-
-
-def select_mixers(cfg: ArenaConfig) -> list[str]:
-    """The requested mixers, or every causal-capable registered one, minus `exclude`."""
-    names = cfg.mixers or causal_mixers()
-    for n in [*names, *cfg.exclude]:
-        M.get(n)  # unknown names: ValueError listing the valid ones
-    bad = [n for n in names if not M.get(n).supports_causal]
-    if bad:
-        raise ValueError(f"mixers {bad} cannot run causally, so cannot drive a decoder LM")
-    return [n for n in names if n not in cfg.exclude]
-
-
-def lm_config(cfg: ArenaConfig, mixer: str, vocab: int) -> LMConfig:
-    n_heads = cfg.n_heads if accepts_kwarg(M.get(mixer), "n_heads") else None
-    return LMConfig(
-        vocab_size=vocab, d_model=cfg.d_model, n_layers=cfg.n_layers,
-        max_len=max(cfg.seq_len, len(cfg.prompt.encode()) + cfg.gen_tokens),
-        mixer=mixer, n_heads=n_heads, positions=auto_positions(mixer), norm="rmsnorm",
-        ffn="swiglu",
-    )  # fmt: skip
-
-
 def fingerprint(cfg: ArenaConfig, mixer: str, device: torch.device, seed: int) -> str:
-    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_RESULT}
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT_FIELDS}
     d.update(mixer=mixer, device=device.type, seed=seed)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def decode(model, prompt: torch.Tensor, cfg: ArenaConfig, seed: int):
-    """Sample cfg.gen_tokens after prompt [1, T0] with `deepnotes.generate.generate`.
-
-    Returns (new tokens [n], seconds for prefill + n tokens, path): "step" through the KV
-    cache / recurrent state, or "recompute" (the whole prefix per token) for a model that
-    cannot step.
-    """
-    gen = torch.Generator(device=prompt.device).manual_seed(seed)
-    sync = torch.cuda.synchronize if prompt.device.type == "cuda" else (lambda: None)
-    limit = model.cfg.max_len if model.cfg.positions in ("learned", "sinusoidal") else None
-    fits = limit is None or prompt.shape[1] + cfg.gen_tokens <= limit
-    path = "step" if model.supports_step and fits else "recompute"
-    sync()
-    t0 = time.perf_counter()
-    out = generate(
-        model, prompt, cfg.gen_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-        generator=gen,
-    )  # fmt: skip
-    sync()
-    return out[0, prompt.shape[1] :], time.perf_counter() - t0, path
 
 
 def train_peak_memory(model, data, cfg: ArenaConfig, device: torch.device) -> int:
@@ -155,7 +71,7 @@ def train_peak_memory(model, data, cfg: ArenaConfig, device: torch.device) -> in
 def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
     """Train, evaluate and decode one mixer; returns its record (row + history)."""
     lm_cfg = lm_config(cfg, name, data.vocab_size)
-    model = build_model(lm_cfg, ctx.device, ctx.seed)
+    model = build_lm(lm_cfg, ctx.device, ctx.seed)
     tcfg = TrainConfig(
         steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
         warmup=cfg.warmup, precision=cfg.precision, seed=ctx.seed, progress=False,
@@ -171,7 +87,9 @@ def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
     else:
         peak = None
     prompt = torch.tensor([list(cfg.prompt.encode())], device=ctx.device)
-    toks, secs, path = decode(model, prompt, cfg, ctx.seed)
+    toks, secs, path = timed_generate(
+        model, prompt, cfg.gen_tokens, temperature=cfg.temperature, top_k=cfg.top_k, seed=ctx.seed
+    )
     sample = bytes(toks.tolist()).decode("utf-8", errors="replace")
     status = "ok" if not r.stopped_early else f"TIME CAP at step {r.steps}/{cfg.steps}"
     if any(h.get("diverged") for h in r.history):
@@ -202,37 +120,7 @@ def _row_failed(name: str, err: BaseException) -> dict:
     "arena",
     "the same byte-level LM trained with every causal mixer: bits/byte, speed, memory, samples",
     ArenaConfig,
-    presets={
-        "smoke": {
-            "d_model": 16,
-            "n_layers": 1,
-            "seq_len": 16,
-            "batch_size": 2,
-            "steps": 2,
-            "warmup": 1,
-            "eval_every": 2,
-            "eval_batches": 1,
-            "gen_tokens": 4,
-            "measure_memory": False,
-            "strict": True,
-            "max_docs": 40,
-        },
-        "gpu": {
-            "d_model": 384,
-            "n_layers": 4,
-            "n_heads": 6,
-            "seq_len": 256,
-            "batch_size": 32,
-            "steps": 300,
-            "lr": 1.5e-3,
-            "warmup": 30,
-            "precision": "bf16",
-            "eval_every": 100,
-            "eval_batches": 20,
-            "gen_tokens": 128,
-            "max_total_seconds": 300.0,
-        },
-    },
+    presets=ARENA_PRESETS,
 )
 def run(cfg: ArenaConfig, ctx: Context) -> Result:
     names = select_mixers(cfg)

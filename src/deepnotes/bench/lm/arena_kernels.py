@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes import jobs
-from deepnotes.experiments import arena
-from deepnotes.experiments.lm_common import build_model, cached_text
+from deepnotes.data.text import cached_text
+from deepnotes.generate import timed_generate
 from deepnotes.jobs import Context, Result, suite
+from deepnotes.models.lm import build_lm
+from deepnotes.models.lm_arena import arena_config, lm_config, select_mixers
 from deepnotes.ops.backend import ENV_VAR, interpreting
 from deepnotes.train import TrainConfig, Trainer
 from deepnotes.utils.io import atomic_write_json
@@ -126,7 +127,7 @@ class _Path:
 
     def __init__(self, label, backend, acfg, name, data, ctx) -> None:
         self.label, self.backend = label, backend
-        self.model = build_model(arena.lm_config(acfg, name, data.vocab_size), ctx.device, ctx.seed)
+        self.model = build_lm(lm_config(acfg, name, data.vocab_size), ctx.device, ctx.seed)
         tcfg = TrainConfig(
             steps=10**9, batch_size=acfg.batch_size, seq_len=acfg.seq_len, lr=acfg.lr,
             warmup=acfg.warmup, precision=acfg.precision, seed=ctx.seed, progress=False,
@@ -178,8 +179,9 @@ def _forward_tok_s(p: _Path, x: torch.Tensor, repeat: int, device: torch.device)
 def _generate_tok_s(p: _Path, acfg, ctx: Context) -> float:
     prompt = torch.tensor([list(acfg.prompt.encode())], device=ctx.device)
     with p.active():
-        arena.decode(p.model, prompt, acfg, ctx.seed)  # warm-up (and a few compilations)
-        _, secs, _ = arena.decode(p.model, prompt, acfg, ctx.seed)
+        kw = {"temperature": acfg.temperature, "top_k": acfg.top_k, "seed": ctx.seed}
+        timed_generate(p.model, prompt, acfg.gen_tokens, **kw)  # warm-up (and compilations)
+        _, secs, _ = timed_generate(p.model, prompt, acfg.gen_tokens, **kw)
     return acfg.gen_tokens / secs
 
 
@@ -232,10 +234,10 @@ def compare_mixer(name: str, cfg: ArenaKernelsConfig, acfg, data, ctx: Context) 
 def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
     if cfg.kernel_backend not in ("auto", "triton"):
         raise ValueError(f"kernel_backend must be 'auto' or 'triton', got {cfg.kernel_backend!r}")
-    acfg = jobs.EXPERIMENTS.get("arena").make_config(cfg.shape)
+    acfg = arena_config(cfg.shape)
     if cfg.gen_tokens is not None:
         acfg.gen_tokens = cfg.gen_tokens
-    names = arena.select_mixers(arena.ArenaConfig(mixers=cfg.mixers))
+    names = select_mixers(arena_config(mixers=cfg.mixers))
     data = cached_text(acfg.corpus, acfg.max_docs)
     old_threads = torch.get_num_threads()
     if ctx.device.type == "cpu" and cfg.threads > 0:

@@ -25,21 +25,14 @@ from dataclasses import dataclass, field
 import torch
 
 import deepnotes.mixers as M
+from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
-from deepnotes.experiments.lm_common import auto_positions
+from deepnotes.experiments.ssm.common import failed_row, fit_row, fit_task
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.models.lm import LM, LMConfig
-from deepnotes.models.seqmodel import (
-    failed_row,
-    fit_row,
-    fit_task,
-    map_runs,
-    sampler,
-    shareable,
-    shared,
-)
+from deepnotes.models.lm import LM, LMConfig, auto_positions
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.pool import map_runs, shareable, shared
 
 SSM_MIXERS = ("s4d", "s4", "mamba")
 # rough relative cost of a training step (measured on CPU and on the H100 arena), to start the
@@ -241,7 +234,7 @@ def train_run(cfg, mixer, i, width, seed, device, max_seconds, data) -> dict:
             warmup=cfg.warmup, weight_decay=cfg.weight_decay, precision=cfg.precision,
             seed=seed, progress=False,
         )  # fmt: skip
-        batches = sampler(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
+        batches = random_batches(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
         xv, yv = xv.to(device), yv.to(device)
         score = lambda m: recall_accuracy(m, xv, yv)
         fit = fit_task(model, tcfg, batches, eval_fn=score, max_seconds=max_seconds)

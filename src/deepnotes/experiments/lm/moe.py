@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import (
+from deepnotes.data.text import cached_text
+from deepnotes.experiments.lm.common import (
     SMOKE_LM,
-    build_model,
-    cached_text,
     plot_curves,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.moe import MoE
-from deepnotes.models.lm import LMConfig
+from deepnotes.models.lm import LMConfig, build_lm
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
@@ -114,7 +113,7 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
     bar = ctx.progress(total=len(cfg.variants) * cfg.steps, desc="training")
     for name in cfg.variants:
         lm_cfg = variant_config(name, cfg, data.vocab_size)
-        model = build_model(lm_cfg, ctx.device, ctx.seed)
+        model = build_lm(lm_cfg, ctx.device, ctx.seed)
         tcfg = TrainConfig(
             steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
             warmup=cfg.warmup, seed=ctx.seed, progress=False,

@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import (
+from deepnotes.data.text import cached_text
+from deepnotes.experiments.lm.common import (
     SMOKE_LM,
-    build_model,
-    cached_text,
     plot_curves,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.init import init_std
 from deepnotes.mixers.softmax import SoftmaxAttention
-from deepnotes.models.lm import LMConfig
+from deepnotes.models.lm import LMConfig, build_lm
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
@@ -223,7 +222,7 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
             max_len=cfg.seq_len, n_heads=cfg.n_heads, positions="rotary", norm="layernorm",
             ffn="gelu", init=scheme, attention_scale=scale,
         )  # fmt: skip
-        model = build_model(lm_cfg, ctx.device, ctx.seed)
+        model = build_lm(lm_cfg, ctx.device, ctx.seed)
         probe0 = next(data.val_batches(cfg.batch_size, cfg.seq_len, device=ctx.device))[0]
         ent0 = attention_entropy(model.eval(), probe0)
         tcfg = TrainConfig(

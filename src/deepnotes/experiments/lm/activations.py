@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepnotes.experiments.lm_common import (
+from deepnotes.data.text import cached_text
+from deepnotes.experiments.lm.common import (
     SMOKE_LM,
-    build_model,
-    cached_text,
     plot_curves,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.activations import derivative, get_activation
 from deepnotes.layers.ffn import FFN_KINDS, GLU_KINDS, ffn_hidden
-from deepnotes.models.lm import LMConfig
+from deepnotes.models.lm import LMConfig, build_lm
 from deepnotes.train import TrainConfig
 
 
@@ -104,7 +103,7 @@ def run(cfg: ActivationsConfig, ctx: Context) -> Result:
         finals, speeds = [], []
         for i in range(cfg.seeds):
             seed = ctx.seed + i  # same seeds (init and data order) for every activation
-            model = build_model(lm_cfg, ctx.device, seed)
+            model = build_lm(lm_cfg, ctx.device, seed)
             tcfg = TrainConfig(
                 steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
                 warmup=cfg.warmup, seed=seed, progress=False,

@@ -20,21 +20,14 @@ import torch
 import torch.nn.functional as F
 
 import deepnotes.mixers as M
+from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import LISTOPS_VOCAB, PAD, listops
+from deepnotes.experiments.ssm.common import failed_row, fit_row, fit_task
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.models.seqmodel import (
-    SeqModel,
-    SeqModelConfig,
-    failed_row,
-    fit_row,
-    fit_task,
-    map_runs,
-    sampler,
-    shareable,
-    shared,
-)
+from deepnotes.models.seqmodel import SeqModel, SeqModelConfig
 from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.pool import map_runs, shareable, shared
 
 LRA = "Tay et al. 2021 (LRA), Table 1"
 # mixer -> (published model, ListOps accuracy %, source). Quoted for orientation only.
@@ -250,7 +243,7 @@ def train_mixer(cfg: ListOpsConfig, name, seed, device, max_seconds, data) -> di
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
             weight_decay=cfg.weight_decay, precision=cfg.precision, seed=seed, progress=False,
         )  # fmt: skip
-        draw = sampler(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
+        draw = random_batches(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
 
         def batches():
             xb, yb = draw()

@@ -1,25 +1,18 @@
 """Shared pieces of the language-model experiments (arena, attention-scaling, activations,
-moe): data loading, one training run with periodic evaluation, and curve plots.
-
-A run is driven through `deepnotes.train.Trainer.train_step`, one optimizer step at a time,
-so an experiment can stop on a wall-clock cap and record its own metrics at each evaluation.
+moe): one training run with periodic evaluation through `Trainer.fit`, and curve plots.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import torch
 from torch import nn
 
-import deepnotes.mixers as M
-from deepnotes.data.text import TextData, load_text
-from deepnotes.models.lm import LM, LMConfig
+from deepnotes.data.text import TextData
 from deepnotes.train import TrainConfig, Trainer, lm_eval_fn
 
 # the "smoke" budget shared by the LM experiments: a tiny model for a few steps on 40 chapters
@@ -34,22 +27,6 @@ SMOKE_LM = {
     "eval_batches": 1,
     "max_docs": 40,
 }
-
-
-@lru_cache(maxsize=4)
-def cached_text(corpus: str, max_docs: int | None = None) -> TextData:
-    """Byte-level text split by document (cached: several experiments share one corpus)."""
-    return load_text(corpus, "byte", max_docs=max_docs)
-
-
-def auto_positions(mixer: str) -> str:
-    """Rotary where the mixer applies it (inside q and k), else a learned table."""
-    return "rotary" if M.get(mixer).supports_rotary else "learned"
-
-
-def causal_mixers() -> list[str]:
-    """Every registered mixer that can run causally (so can drive a decoder LM)."""
-    return [n for n in M.names() if M.get(n).supports_causal]
 
 
 @dataclass
@@ -81,11 +58,6 @@ class RunResult:
         return (last["tokens"] - first["tokens"]) / (last["time"] - first["time"])
 
 
-def build_model(cfg: LMConfig, device: torch.device, seed: int) -> LM:
-    torch.manual_seed(seed)  # every variant of an experiment starts from the same draw
-    return LM(cfg).to(device)
-
-
 def train_lm(
     model: nn.Module,
     data: TextData,
@@ -103,7 +75,8 @@ def train_lm(
 
     Evaluates validation loss / bits per byte every `eval_every` steps and at the end;
     `extra_eval(model, x_val)` adds metrics from one validation batch; `on_step(model, rec)`
-    may add fields to each logged record (e.g. MoE expert loads).
+    may add fields to each logged record (e.g. MoE expert loads). The caller's random stream
+    is kept (no reseeding), so a model built from a seed trains the same way every time.
     """
     device = next(model.parameters()).device
     batches = data.train_batches(tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, device=device)
@@ -118,49 +91,19 @@ def train_lm(
             out.update(extra_eval(m, x_probe))
         return out
 
-    trainer = Trainer(model, tcfg, batches, eval_fn=eval_fn)
-    res = RunResult()
-    pending: list[torch.Tensor] = []
-    while trainer.step < tcfg.steps:
-        t0 = time.perf_counter()
-        out = trainer.train_step()
-        pending.append(out["loss"])
-        last = trainer.step == tcfg.steps
-        evaluate = last or trainer.step % eval_every == 0
-        if evaluate or trainer.step % log_every == 0:
-            losses = torch.stack(pending).float().cpu()  # one device sync per log
-            pending = []
-            res.train_seconds += time.perf_counter() - t0
-            over = max_seconds is not None and res.train_seconds > max_seconds
-            rec: dict[str, Any] = {
-                "step": trainer.step,
-                "loss": float(losses.mean()),
-                "lr": trainer.optimizer.param_groups[0]["lr"],
-                "time": res.train_seconds,
-                "tokens": trainer.tokens,
-            }
-            if on_step is not None:
-                on_step(model, rec)
-            if evaluate or over:
-                rec.update(trainer.evaluate())
-            if not math.isfinite(rec["loss"]):
-                rec["diverged"] = True
-            res.history.append(rec)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"step {trainer.step} loss {rec['loss']:.3f}")
-            if over and not last:
-                res.stopped_early = True
-                break
-        else:
-            res.train_seconds += time.perf_counter() - t0
-            if bar is not None:
-                bar.update(1)
-    res.steps, res.tokens = trainer.step, trainer.tokens
-    evals = [h for h in res.history if "val_loss" in h]
-    skip = ("step", "lr", "time")
-    res.final = {k: v for k, v in evals[-1].items() if k not in skip} if evals else {}
-    return res
+    cfg = dataclasses.replace(
+        tcfg, eval_interval=eval_every, log_interval=log_every, max_seconds=max_seconds or 0.0
+    )
+    on_log = None if on_step is None else (lambda trainer, rec: on_step(model, rec))
+    trainer = Trainer(model, cfg, batches, eval_fn=eval_fn, on_log=on_log)
+    trainer.fit(reseed=False, bar=bar)
+    evals = [h for h in trainer.history if "val_loss" in h]
+    skip = ("step", "lr", "time", "tokens_per_s")
+    return RunResult(
+        history=trainer.history, steps=trainer.step, tokens=trainer.tokens,
+        train_seconds=trainer.elapsed, stopped_early=trainer.stopped_early,
+        final={k: v for k, v in evals[-1].items() if k not in skip} if evals else {},
+    )  # fmt: skip
 
 
 def run_color(i: int, n: int):

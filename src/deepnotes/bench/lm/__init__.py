@@ -1,0 +1,1 @@
+"""Language-model benchmarks: the arena with kernels, MFU, training machinery, checkpointing."""

@@ -1,0 +1,1 @@
+"""Sequence-mixer benchmarks: every mixer's scaling, and the Triton kernels against their peers."""

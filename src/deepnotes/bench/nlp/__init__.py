@@ -1,0 +1,1 @@
+"""Classic NLP benchmarks: n-gram language models against nltk."""

@@ -1,0 +1,1 @@
+"""The basics: the perceptron and its bias."""

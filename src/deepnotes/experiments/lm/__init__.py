@@ -1,0 +1,1 @@
+"""Language-model experiments: the mixer arena, attention scaling, activations, MoE."""

@@ -1,0 +1,1 @@
+"""Classic NLP experiments: word vectors."""

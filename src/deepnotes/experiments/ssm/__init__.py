@@ -1,0 +1,1 @@
+"""State-space experiments: HiPPO, associative recall / selective copying, ListOps."""

@@ -162,15 +162,15 @@ class VideoResNet(nn.Module):
 def small(kind: str, n_classes: int = 12, width: int = 16, **kw) -> VideoResNetConfig:
     """The matched-width CPU models: kind in tsn | tsm | r3d | r2plus1d."""
     base = dict(widths=(width, 2 * width, 4 * width), stem_width=width, n_classes=n_classes)
-    if kind == "tsn":
-        return VideoResNetConfig(dims=2, shift="none", **base, **kw)
-    if kind == "tsm":
-        return VideoResNetConfig(dims=2, shift="residual", **base, **kw)
-    if kind == "r3d":
-        return VideoResNetConfig(dims=3, conv3d="3d", **base, **kw)
-    if kind == "r2plus1d":
-        return VideoResNetConfig(dims=3, conv3d="2plus1d", **base, **kw)
-    raise ValueError(f"unknown video model {kind!r}; valid: tsn, tsm, r3d, r2plus1d")
+    kinds = {
+        "tsn": dict(dims=2, shift="none"),
+        "tsm": dict(dims=2, shift="residual"),
+        "r3d": dict(dims=3, conv3d="3d"),
+        "r2plus1d": dict(dims=3, conv3d="2plus1d"),
+    }
+    if kind not in kinds:
+        raise ValueError(f"unknown video model {kind!r}; valid: {', '.join(kinds)}")
+    return VideoResNetConfig(**{**base, **kinds[kind], **kw})
 
 
 def r3d_18(n_classes: int = 400) -> VideoResNetConfig:

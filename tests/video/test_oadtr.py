@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from deepnotes.models.video import GRUDetector, GRUDetectorConfig, OadTR, OadTRConfig, OadTRStream
+from tests.helpers import assert_close
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    cfg = OadTRConfig(size=8, d_model=16, n_heads=2, window=6, future=3, **kw)
+    return OadTR(cfg).double().eval()
+
+
+@pytest.mark.parametrize("task_token", [True, False])
+def test_streaming_equals_windowed_batch(task_token):
+    m = _model(task_token=task_token)
+    frames = torch.randn(13, 3, 8, 8, dtype=torch.float64)
+    batch, fut = m.sequence_logits(frames)
+    assert batch.shape == (13, 7) and fut.shape == (13, 3, 7)
+    s = OadTRStream(m)
+    assert_close(torch.stack([s.step(f) for f in frames]), batch)
+    s.reset()
+    assert_close(s.step(frames[0]), batch[0])
+
+
+def test_no_leak_from_the_future():
+    m = _model()
+    frames = torch.randn(20, 3, 8, 8, dtype=torch.float64)
+    ref = m.sequence_logits(frames)[0]
+    for t in (0, 7, 18):
+        changed = frames.clone()
+        changed[t + 1 :] = torch.randn_like(changed[t + 1 :])
+        out = m.sequence_logits(changed)[0]
+        assert torch.equal(out[: t + 1], ref[: t + 1])  # bit for bit
+        assert not torch.equal(out[t + 1 :], ref[t + 1 :])
+
+
+def test_loss_targets_and_task_token():
+    m = _model()
+    frames, labels = torch.randn(9, 3, 8, 8, dtype=torch.float64), torch.randint(0, 7, (9,))
+    loss = m.loss(frames, labels)
+    loss.backward()
+    assert m.task.grad is not None and m.queries.grad.abs().sum() > 0
+    # future targets: logits that put all mass on labels[t+1..t+3] make the future CE zero
+    assert _model(task_token=False).task is None
+    with pytest.raises(ValueError, match="feats"):
+        m.forward_features(torch.randn(1, 5, 16, dtype=torch.float64))
+
+
+def test_gru_step_equals_sequence_and_is_causal():
+    torch.manual_seed(0)
+    g = GRUDetector(GRUDetectorConfig(size=8, d_model=8, hidden=12)).double().eval()
+    frames = torch.randn(1, 10, 3, 8, 8, dtype=torch.float64)
+    seq = g(frames)[0][0]
+    h, outs = None, []
+    for f in frames[0]:
+        o, h = g.step(f, h)
+        outs.append(o)
+    assert_close(torch.stack(outs), seq)
+    changed = frames.clone()
+    changed[:, 6:] = 0.5
+    assert torch.equal(g(changed)[0][0, :6], seq[:6])

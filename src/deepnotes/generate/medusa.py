@@ -1,0 +1,294 @@
+"""Medusa: extra decoding heads and tree-verified speculative decoding (Cai et al. 2024).
+
+Head k (k = 1..K) reads the base model's last hidden state h_t and predicts token t + k + 1
+(the base head predicts t + 1):
+    head_k(h) = W_k · ResBlock(h),   ResBlock(h) = h + SiLU(U h + b),   U = 0 at init,
+with W_k copied from the base model's output head, so an untrained head starts as the base
+head (Medusa-1, the reference's one ResBlock per head).
+
+Decoding step (batch 1):
+1. the base logits and head logits at the last accepted token give a candidate tree
+   (`deepnotes.generate.medusa_tree`);
+2. one forward pass runs every tree node on top of the KV cache, with the tree mask as an
+   additive attention bias and position = sequence end + node depth;
+3. `evaluate_posterior` keeps the longest acceptable path: a + 1 new tokens for one forward;
+4. the cache keeps the keys/values of the accepted nodes only (moved to the positions they
+   now hold); the rest of the tree is rolled back.
+At temperature 0 the output equals greedy decoding token for token, whatever the heads.
+
+The tree forward reuses the LM's own blocks (norms, q/k/v and output projections, FFNs) and
+needs softmax-attention mixers (`LMConfig.mixer = "softmax"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepnotes.generate.medusa_tree import MedusaTree, dense_tree, evaluate_posterior
+
+
+class ResBlock(nn.Module):
+    """x + SiLU(U x + b) with U zero-initialised (b keeps nn.Linear's default init)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d_model, d_model)
+        nn.init.zeros_(self.linear.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.silu(self.linear(x))
+
+
+class MedusaHeads(nn.Module):
+    """K Medusa heads. forward(h: [..., D]) -> logits [K, ..., V] (head k predicts t + k + 1)."""
+
+    def __init__(self, d_model: int, vocab_size: int, n_heads: int = 4, n_layers: int = 1):
+        super().__init__()
+        if d_model <= 0 or vocab_size <= 0 or n_heads <= 0 or n_layers < 0:
+            raise ValueError(
+                f"MedusaHeads: need d_model, vocab_size, n_heads > 0 and n_layers >= 0, got "
+                f"{d_model}, {vocab_size}, {n_heads}, {n_layers}"
+            )
+        self.d_model, self.vocab_size, self.n_heads = d_model, vocab_size, n_heads
+        self.heads = nn.ModuleList(
+            nn.Sequential(
+                *[ResBlock(d_model) for _ in range(n_layers)],
+                nn.Linear(d_model, vocab_size, bias=False),
+            )
+            for _ in range(n_heads)
+        )
+
+    @torch.no_grad()
+    def init_from_head(self, weight: torch.Tensor) -> MedusaHeads:
+        """Copy the base model's output head weight [V, D] into every head (as medusa-llm)."""
+        for h in self.heads:
+            h[-1].weight.copy_(weight)
+        return self
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(h) for head in self.heads])
+
+
+def medusa_loss(
+    heads: MedusaHeads, hidden: torch.Tensor, tokens: torch.Tensor, decay: float = 0.8
+) -> tuple[torch.Tensor, list[float]]:
+    """Medusa-1 loss on a frozen base: sum_k decay^(k-1) CE(head_k(h_t), token_{t+k+1}).
+
+    hidden: [B, T, D] base hidden states of tokens [B, T]. Returns (loss, per-head CE list).
+    """
+    if hidden.shape[:2] != tokens.shape:
+        raise ValueError(f"hidden {tuple(hidden.shape)} and tokens {tuple(tokens.shape)} differ")
+    if tokens.shape[1] <= heads.n_heads + 1:
+        raise ValueError(f"need T > {heads.n_heads + 1} tokens for {heads.n_heads} heads")
+    total, per_head = hidden.new_zeros((), dtype=torch.float32), []
+    for k, head in enumerate(heads.heads, start=1):
+        logits = head(hidden[:, : -(k + 1)])
+        ce = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, k + 1 :].flatten())
+        total = total + decay ** (k - 1) * ce
+        per_head.append(float(ce.detach()))
+    return total, per_head
+
+
+# ---------------------------------------------------------------------------- tree forward
+def _attention(q, k, v, bias, scale):
+    """Attention with an additive bias [T, S] (0 or -inf); the shared layer when present."""
+    try:
+        from deepnotes.layers.attention import attention
+    except ImportError:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    return attention(q, k, v, attn_bias=bias, scale=scale)
+
+
+def _rotate(x: torch.Tensor, rotary: nn.Module, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of x [B, H, T, K] at arbitrary positions [T] (as RotaryEmbedding)."""
+    freqs = positions.float()[:, None] * rotary.inv_freq.to(x.device)[None, :]
+    cos = torch.cat([freqs.cos(), freqs.cos()], -1).to(x.dtype)
+    sin = torch.cat([freqs.sin(), freqs.sin()], -1).to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+def check_model(model: nn.Module) -> None:
+    """Raise ValueError unless model is an LM whose blocks all use softmax attention."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(model, "blocks"):
+        raise ValueError("Medusa decoding needs a deepnotes.models.lm.LM")
+    if cfg.mixer != "softmax":
+        raise ValueError(f"Medusa tree attention needs mixer='softmax', got {cfg.mixer!r}")
+
+
+@torch.no_grad()
+def forward_cached(
+    model: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, state
+) -> torch.Tensor:
+    """Run new tokens [1, N] over the KV cache in `state` (an LMState); append their keys.
+
+    positions: [N] absolute positions; bias: [N, N] additive mask among the new tokens (they
+    see every cached token). Returns the final hidden states [1, N, D] (after the norm).
+    """
+    cfg = model.cfg
+    x = model.embed(tokens)
+    if model.pos is not None:
+        x = x + model.pos.weight[positions]
+    elif cfg.positions == "sinusoidal":
+        x = x + model.pos_table[positions].to(x.dtype)
+    t = state.layers[0].length
+    full_bias = torch.cat([bias.new_zeros(bias.shape[0], t), bias], dim=1)
+    for block, cache in zip(model.blocks, state.layers, strict=True):
+        mixer = block.mixer
+        h = block.norm1(x) if block.pre else x
+        q, k, v = (mixer.split_heads(u) for u in mixer.qkv(h).chunk(3, dim=-1))
+        if mixer.rotary is not None:
+            q, k = _rotate(q, mixer.rotary, positions), _rotate(k, mixer.rotary, positions)
+        k_all, v_all = cache.append(k, v)
+        y = mixer.out(mixer.merge_heads(_attention(q, k_all, v_all, full_bias, mixer.scale)))
+        if block.pre:
+            x = x + y
+            x = x + block.ffn(block.norm2(x))
+        else:
+            x = block.norm1(x + y)
+            x = block.norm2(x + block.ffn(x))
+    state.t = state.layers[0].length
+    return x if model.norm is None else model.norm(x)
+
+
+def keep_nodes(state, start: int, nodes: torch.Tensor) -> None:
+    """Roll the caches back to `start` tokens, then append the cached nodes start + nodes."""
+    n = nodes.numel()
+    for cache in state.layers:
+        src = start + nodes
+        cache._k[..., start : start + n, :] = cache._k[..., src, :]
+        cache._v[..., start : start + n, :] = cache._v[..., src, :]
+        cache.length = start + n
+    state.t = start + n
+
+
+def _causal_bias(n: int, dtype, device) -> torch.Tensor:
+    allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    zero = torch.zeros((), dtype=dtype, device=device)
+    return torch.where(allowed, zero, torch.full_like(zero, float("-inf")))
+
+
+@dataclass
+class MedusaStats:
+    """What a Medusa run did: accepted head tokens per step and forward passes."""
+
+    accepted: list[int] = field(default_factory=list)  # a per step (the step emits a + 1)
+    forwards: int = 0  # model forward passes, the prefill included
+    new_tokens: int = 0  # tokens returned beyond the prompt
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Mean tokens per decoding step, a + 1 (1.0 = no speed-up over greedy)."""
+        return sum(a + 1 for a in self.accepted) / max(1, len(self.accepted))
+
+
+@torch.no_grad()
+def medusa_generate(
+    model: nn.Module,
+    heads: MedusaHeads,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    tree: MedusaTree | None = None,
+    temperature: float = 0.0,
+    posterior_threshold: float = 0.09,
+    posterior_alpha: float = 0.3,
+) -> tuple[torch.Tensor, MedusaStats]:
+    """prompt: LongTensor [1, T0] -> (tokens [1, T0 + max_new_tokens], stats).
+
+    tree: default a dense tree with top-k 2 per head. temperature 0 accepts greedily (exactly
+    `generate(..., temperature=0)`); temperature > 0 uses typical acceptance with
+    p > min(posterior_threshold, posterior_alpha * exp(-H)) (medusa-llm's defaults).
+    """
+    check_model(model)
+    if prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] == 0:
+        raise ValueError(f"medusa_generate needs a prompt of shape [1, T0], got {prompt.shape}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    device = prompt.device
+    tree = (tree or dense_tree([2] * heads.n_heads)).to(device)
+    if tree.depth > heads.n_heads:
+        raise ValueError(f"tree depth {tree.depth} exceeds the {heads.n_heads} Medusa heads")
+    limit = prompt.shape[1] + max_new_tokens + tree.depth
+    if model.cfg.positions in ("learned", "sinusoidal") and limit > model.cfg.max_len:
+        raise ValueError(
+            f"prompt + new tokens + tree depth = {limit} exceeds max_len = {model.cfg.max_len}"
+        )
+    stats = MedusaStats()
+    if max_new_tokens == 0:
+        return prompt.clone(), stats
+    was_training = model.training
+    model.eval()
+    try:
+        dtype = model.embed.weight.dtype
+        state = model.init_state(1, device=device, dtype=dtype)
+        T0 = prompt.shape[1]
+        pos = torch.arange(T0, device=device)
+        h = forward_cached(model, prompt, pos, _causal_bias(T0, dtype, device), state)[0, -1]
+        stats.forwards = 1
+        base, med = model.head(h), heads(h)
+        bias = tree.attn_bias(dtype)
+        valid = tree.retrieve_indices >= 0
+        retrieve = tree.retrieve_indices.clamp(min=0)
+        out: list[torch.Tensor] = []
+        n_out = 0
+        while n_out < max_new_tokens:
+            tree_tokens, cands = tree.candidates(base, med)
+            t = state.layers[0].length
+            hidden = forward_cached(model, tree_tokens[None], t + tree.position_ids, bias, state)
+            hidden = hidden[0]
+            stats.forwards += 1
+            logits = model.head(hidden)
+            best, a = evaluate_posterior(
+                logits[retrieve],
+                cands,
+                temperature,
+                posterior_threshold,
+                posterior_alpha,
+                valid=valid,
+            )
+            a = int(a)
+            nodes = retrieve[best, : a + 1]
+            out.append(cands[best, : a + 1])
+            n_out += a + 1
+            stats.accepted.append(a)
+            keep_nodes(state, t, nodes)
+            last = hidden[nodes[-1]]
+            base, med = logits[nodes[-1]], heads(last)
+        new = torch.cat(out)[:max_new_tokens]
+        stats.new_tokens = int(new.numel())
+        return torch.cat([prompt, new[None]], dim=1), stats
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def greedy_cached(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding through the same cached forward as Medusa (one token per forward).
+
+    The speed baseline: prompt [1, T0] -> [1, T0 + max_new_tokens].
+    """
+    check_model(model)
+    device, dtype = prompt.device, model.embed.weight.dtype
+    state = model.init_state(1, device=device, dtype=dtype)
+    T0 = prompt.shape[1]
+    h = forward_cached(
+        model, prompt, torch.arange(T0, device=device), _causal_bias(T0, dtype, device), state
+    )[0, -1]
+    one = torch.zeros(1, 1, dtype=dtype, device=device)
+    out = []
+    for i in range(max_new_tokens):
+        nxt = model.head(h).argmax(-1)
+        out.append(nxt)
+        if i < max_new_tokens - 1:
+            pos = torch.full((1,), state.layers[0].length, device=device, dtype=torch.long)
+            h = forward_cached(model, nxt.view(1, 1), pos, one, state)[0, -1]
+    new = torch.stack(out) if out else prompt.new_zeros(0)
+    return torch.cat([prompt, new.view(1, -1)], dim=1)

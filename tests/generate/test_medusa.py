@@ -1,0 +1,166 @@
+"""Medusa: lossless greedy decoding, tree buffers and typical acceptance vs medusa-llm."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+# The peer is installed by scripts/setup.sh (pip install --no-deps medusa-llm); a missing
+# peer is a failure, not a skip.
+from medusa.model.utils import evaluate_posterior as ref_evaluate_posterior  # noqa: E402
+from medusa.model.utils import generate_medusa_buffers  # noqa: E402
+
+from deepnotes.generate import generate
+from deepnotes.generate.medusa import (
+    MedusaHeads,
+    forward_cached,
+    greedy_cached,
+    medusa_generate,
+    medusa_loss,
+)
+from deepnotes.generate.medusa_tree import dense_tree, evaluate_posterior, sparse_tree
+from deepnotes.models.lm import LM, LMConfig
+from tests.helpers import assert_close
+
+
+def tiny_lm(positions="learned", norm_position="pre", vocab=37, seed=None):
+    cfg = LMConfig(
+        vocab_size=vocab,
+        d_model=24,
+        n_layers=2,
+        n_heads=2,
+        max_len=128,
+        mixer="softmax",
+        positions=positions,
+        norm_position=norm_position,
+    )
+    return LM(cfg).double().eval()
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary", "sinusoidal"])
+def test_forward_cached_matches_full_forward(positions):
+    model = tiny_lm(positions)
+    tokens = torch.randint(0, 37, (1, 13))
+    state = model.init_state(1)
+    n = 9
+    causal = torch.full((n, n), float("-inf"), dtype=torch.float64).triu(1)
+    h1 = forward_cached(model, tokens[:, :n], torch.arange(n), causal, state)
+    causal2 = torch.full((4, 4), float("-inf"), dtype=torch.float64).triu(1)
+    h2 = forward_cached(model, tokens[:, n:], torch.arange(n, 13), causal2, state)
+    assert_close(torch.cat([h1, h2], 1), model.hidden(tokens))
+
+
+@pytest.mark.parametrize(
+    "positions,norm_position,tree",
+    [
+        ("learned", "pre", None),
+        ("rotary", "post", [[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0], [2]]),
+        ("sinusoidal", "pre", [3, 1, 2]),
+    ],
+)
+def test_lossless_random_heads(positions, norm_position, tree):
+    torch.manual_seed(0)
+    model = tiny_lm(positions, norm_position)
+    heads = MedusaHeads(24, 37, n_heads=3).double()
+    for p in heads.parameters():
+        torch.nn.init.normal_(p, std=0.3)  # random heads: most proposals get rejected
+    if isinstance(tree, list) and isinstance(tree[0], int):
+        tree = dense_tree(tree)
+    elif tree is not None:
+        tree = sparse_tree(tree, topk=3)
+    for T0, n in [(1, 17), (6, 40)]:
+        prompt = torch.randint(0, 37, (1, T0))
+        ours, stats = medusa_generate(model, heads, prompt, n, tree=tree)
+        assert torch.equal(ours, generate(model, prompt, n, temperature=0))
+        assert stats.forwards == len(stats.accepted) + 1
+        assert sum(a + 1 for a in stats.accepted) >= n
+
+
+def test_lossless_trained_heads_accept_more():
+    """Heads trained on the model's own greedy text: same tokens, fewer forwards."""
+    torch.manual_seed(1)
+    model = tiny_lm(vocab=19)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    heads = MedusaHeads(24, 19, n_heads=3).double().init_from_head(model.head.weight)
+    starts = torch.randint(0, 19, (48, 3))
+    data = generate(model, starts, 50, temperature=0)
+    opt = torch.optim.Adam(heads.parameters(), lr=3e-2)
+    for _ in range(150):
+        loss, per_head = medusa_loss(heads, model.hidden(data), data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert per_head[0] < 0.5
+    prompt = starts[:1]  # a prompt whose greedy continuation the heads were trained on
+    ours, stats = medusa_generate(model, heads, prompt, 50, tree=dense_tree([2, 2, 2]))
+    assert torch.equal(ours, generate(model, prompt, 50, temperature=0))
+    assert torch.equal(ours, greedy_cached(model, prompt, 50))
+    assert stats.mean_accepted_length > 1.8
+
+
+def _dense_paths(ks):
+    return [
+        list(p)
+        for d in range(1, len(ks) + 1)
+        for p in itertools.product(*[range(k) for k in ks[:d]])
+    ]
+
+
+@pytest.mark.parametrize("ks", [[2], [3, 2], [2, 3, 2], [4, 1, 3]])
+def test_tree_buffers_equal_medusa_llm(ks):
+    ref = generate_medusa_buffers([1, *ks], device="cpu")
+    for tree in (dense_tree(ks), sparse_tree(list(reversed(_dense_paths(ks))), topk=ks)):
+        assert torch.equal(tree.attn_mask, ref["medusa_attn_mask"][0, 0])
+        assert torch.equal(tree.tree_indices, ref["tree_indices"])
+        assert torch.equal(tree.position_ids, ref["medusa_position_ids"])
+        assert torch.equal(tree.retrieve_indices, ref["retrieve_indices"])
+
+
+def test_sparse_tree_by_hand():
+    tree = sparse_tree([[1], [0], [0, 0], [0, 1], [0, 0, 0]], topk=[2, 2, 1])
+    # nodes: 0 root, 1 [0], 2 [1], 3 [0,0], 4 [0,1], 5 [0,0,0]
+    assert tree.position_ids.tolist() == [0, 1, 1, 2, 2, 3]
+    assert tree.tree_indices.tolist() == [0, 1, 2, 3, 4, 5]
+    assert tree.retrieve_indices.tolist() == [[0, 1, 3, 5], [0, 1, 4, -1], [0, 2, -1, -1]]
+    assert tree.attn_mask[5].tolist() == [1, 1, 0, 1, 0, 1]
+    assert tree.attn_mask[4].tolist() == [1, 1, 0, 0, 1, 0]
+    with pytest.raises(ValueError, match="parent"):
+        sparse_tree([[0, 0]])
+    with pytest.raises(ValueError, match="beyond"):
+        sparse_tree([[3]], topk=2)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
+def test_evaluate_posterior_equals_medusa_llm(temperature):
+    ks = [3, 2, 2]
+    tree = dense_tree(ks)
+    V = 11
+    for trial in range(30):
+        logits = torch.randn(tree.retrieve_indices.shape[0], 4, V) * (1 + trial % 4)
+        # candidates that often agree with the argmax, so that acceptance varies
+        cands = torch.randint(0, V, logits.shape[:2])
+        agree = torch.rand(logits.shape[:2]) < 0.6
+        shifted = torch.cat([logits.argmax(-1)[:, :1], logits.argmax(-1)[:, :-1]], 1)
+        cands = torch.where(agree, shifted, cands)
+        best, a = evaluate_posterior(logits, cands, temperature, 0.09, 0.3)
+        rbest, ra = ref_evaluate_posterior(logits[None].squeeze(0), cands, temperature, 0.09, 0.3)
+        assert int(a) == int(ra)
+        assert int(best) == int(rbest)
+
+
+def test_typical_acceptance_runs_and_heads_shape():
+    torch.manual_seed(2)
+    model = tiny_lm()
+    heads = MedusaHeads(24, 37, n_heads=2).double()
+    assert heads(torch.randn(5, 24, dtype=torch.float64)).shape == (2, 5, 37)
+    out, stats = medusa_generate(model, heads, torch.tensor([[1, 2, 3]]), 20, temperature=0.8)
+    assert out.shape == (1, 23) and stats.new_tokens == 20
+    with pytest.raises(ValueError, match="max_len"):
+        medusa_generate(model, heads, torch.tensor([[1]]), 200)
+    with pytest.raises(ValueError, match="softmax"):
+        medusa_generate(
+            LM(LMConfig(vocab_size=37, d_model=24, mixer="linear")), heads, torch.tensor([[1]]), 5
+        )

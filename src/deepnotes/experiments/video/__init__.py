@@ -1,0 +1,1 @@
+"""Video experiments: TSN vs TSM vs 3D, two-stream networks, OadTR online detection."""

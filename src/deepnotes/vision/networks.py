@@ -189,3 +189,57 @@ NETWORKS = {
         "Araujo et al. 2019 (resnet_v1_50: 483)",
     ),
 }
+
+
+# ------------------------------------------------------------------------ our own models
+
+
+class DigitsCNN(nn.Module):
+    """A plain stack of 3x3 convs (no pooling, no norm) on upsampled 8x8 digits, with a global
+    average pool head: the network of the effective-receptive-field study (Luo et al. 2016,
+    section 4, use uniform 3x3 stacks too). x: [B, 1, H, W] -> logits [B, 10]."""
+
+    def __init__(self, depth: int = 6, channels: int = 16, num_classes: int = 10):
+        super().__init__()
+        layers, cin = [], 1
+        for _ in range(depth):
+            layers += [nn.Conv2d(cin, channels, 3, padding=1), nn.ReLU()]
+            cin = channels
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)
+        )
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class SRNet(nn.Module):
+    """A small super-resolution decoder, x r on one (luma) channel: ESPCN's trunk (Shi et al.
+    2016: 5x5 conv, 3x3 conv, tanh) and an interchangeable upsampling layer:
+    - "subpixel": 3x3 conv to r^2 channels + pixel shuffle (ESPCN), ICNR init;
+    - "subpixel-noicnr": the same with the default conv init;
+    - "transposed": one transposed conv, kernel r + 1 (uneven overlap);
+    - "resize": nearest x r, then a 3x3 conv (Odena et al. 2016).
+    x: [B, 1, h, w] in [0, 1] -> [B, 1, h r, w r].
+    """
+
+    def __init__(self, r: int, up: str = "subpixel", c1: int = 64, c2: int = 32):
+        super().__init__()
+        from deepnotes.layers.upsample import ResizeConv, SubPixelConv, TransposedConvUp
+
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 5, padding=2), nn.Tanh(), nn.Conv2d(c1, c2, 3, padding=1), nn.Tanh()
+        )
+        builders = {
+            "subpixel": lambda: SubPixelConv(c2, 1, r, 3, icnr=True),
+            "subpixel-noicnr": lambda: SubPixelConv(c2, 1, r, 3, icnr=False),
+            "transposed": lambda: TransposedConvUp(c2, 1, r),
+            "resize": lambda: ResizeConv(c2, 1, r, 3),
+        }
+        if up not in builders:
+            raise ValueError(f"up must be one of {sorted(builders)}, got {up!r}")
+        self.up = builders[up]()
+
+    def forward(self, x):
+        return self.up(self.features(x - 0.5)) + 0.5

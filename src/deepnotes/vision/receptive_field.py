@@ -380,21 +380,27 @@ def effective_receptive_field(
     return g.mean(0) if reduce == "mean" else g.sum(0)
 
 
-def mass_radius(erf: torch.Tensor, fraction: float = 0.95) -> float:
-    """Half-width of the smallest square around the map's centre of mass holding `fraction`
-    of the total gradient mass (comparable with the theoretical half-width (r - 1) / 2)."""
+def mass_radius(
+    erf: torch.Tensor, fraction: float = 0.95, centre: tuple[int, int] | None = None
+) -> float:
+    """Half-width of the square around `centre` (default: the pixel nearest the map's centre of
+    mass) that holds `fraction` of the total gradient mass, comparable with the theoretical
+    half-width (r - 1) / 2. Linear in the mass between whole-pixel half-widths."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     e = erf.double() / erf.sum()
     h, w = e.shape
     ys, xs = torch.arange(h, dtype=e.dtype), torch.arange(w, dtype=e.dtype)
-    cy, cx = float((e.sum(1) * ys).sum()), float((e.sum(0) * xs).sum())
-    # Chebyshev distance of every pixel from the centre; sort and accumulate
-    dist = torch.maximum((ys[:, None] - cy).abs(), (xs[None, :] - cx).abs()).flatten()
-    order = torch.argsort(dist)
-    cum = torch.cumsum(e.flatten()[order], 0)
-    i = int(torch.searchsorted(cum, torch.tensor(fraction, dtype=cum.dtype) - 1e-12))
-    return float(dist[order][min(i, len(order) - 1)])
+    if centre is None:
+        centre = (round(float((e.sum(1) * ys).sum())), round(float((e.sum(0) * xs).sum())))
+    # Chebyshev distance of every pixel from the centre -> mass within half-width k
+    dist = torch.maximum((ys[:, None] - centre[0]).abs(), (xs[None, :] - centre[1]).abs()).long()
+    mass = torch.cumsum(torch.bincount(dist.flatten(), weights=e.flatten()), 0)
+    k = int(torch.searchsorted(mass, torch.tensor(fraction - 1e-12, dtype=mass.dtype)))
+    k = min(k, len(mass) - 1)
+    if k == 0:
+        return 0.0
+    return k - 1 + float((fraction - mass[k - 1]) / (mass[k] - mass[k - 1]))
 
 
 def gaussian_fit_r2(profile: torch.Tensor) -> tuple[float, float]:

@@ -152,3 +152,34 @@ def test_attention_maps_gradients_and_errors():
         m(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match="divisible"):
         DetrConfig(d_model=30, n_heads=4)
+
+
+def test_coco_map_by_hand_and_duplicate_rate():
+    from deepnotes.vision.boxes import box_xyxy_to_cxcywh
+    from deepnotes.vision.metrics import coco_map, duplicate_rate
+
+    gt_xyxy = torch.tensor([[0.2, 0.2, 0.6, 0.6]], dtype=torch.float64)
+    # the prediction lies inside the truth: IoU = (0.4 * 0.24) / (0.4 * 0.4) = 0.6
+    pred_xyxy = torch.tensor([[0.2, 0.2, 0.6, 0.44]], dtype=torch.float64)
+    targets = [{"class_labels": torch.tensor([1]), "boxes": box_xyxy_to_cxcywh(gt_xyxy)}]
+    preds = [
+        {
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([1]),
+            "boxes": box_xyxy_to_cxcywh(pred_xyxy),
+        }
+    ]
+    m = coco_map(preds, targets, (100, 100))
+    # IoU 0.6 passes the thresholds 0.50, 0.55, 0.60 of the ten: AP = 3/10
+    assert m["AP50"] == pytest.approx(1.0) and m["AP75"] == pytest.approx(0.0)
+    assert m["AP"] == pytest.approx(0.3)
+    perfect = [
+        {"scores": torch.tensor([0.9]), "labels": torch.tensor([1]), "boxes": targets[0]["boxes"]}
+    ]
+    assert coco_map(perfect, targets, (100, 100))["AP"] == pytest.approx(1.0)
+    wrong_class = [{**perfect[0], "labels": torch.tensor([0])}]
+    assert coco_map(wrong_class, targets, (100, 100))["AP"] == pytest.approx(0.0)
+    b = targets[0]["boxes"]
+    dup = [{"scores": torch.tensor([0.9, 0.8, 0.7, 0.2]), "labels": torch.tensor([1, 1, 2, 1]),
+            "boxes": torch.cat([b, b, b, b])}]  # fmt: skip
+    assert duplicate_rate(dup) == pytest.approx(1 / 3)  # the 0.8 copy; other label; low score

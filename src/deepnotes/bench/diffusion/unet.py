@@ -1,0 +1,180 @@
+"""`deepnotes bench ldm-unet`: our latent-diffusion UNet against diffusers' UNet2DConditionModel.
+
+Both models hold the same weights (ours is loaded from the diffusers model through the public
+loader) and run in the same process, dtype and shapes:
+- "fwd+bwd": one training step's forward and backward of eps-prediction MSE, batch B;
+- "sample step": one guided sampling step's UNet call, under no_grad: the batch of B latents
+  doubled for classifier-free guidance (unconditional and conditional halves), as
+  StableDiffusionPipeline does.
+Reported: median ms, steps/s and ours/diffusers speed (diffusers ms / our ms; > 1 = ours is
+faster), plus the relative error between the two outputs as a check that both ran the same
+network. The GPU preset is SD v1's UNet (860M parameters) at 64x64 latents in bf16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from deepnotes.jobs import Context, Result, suite
+from deepnotes.models.loaders.diffusers import unet_from_diffusers
+from deepnotes.utils.timing import time_ms
+
+
+@dataclass
+class UNetBenchConfig:
+    block_channels: list[int] = field(default_factory=lambda: [32, 64])  # SD v1: 320..1280
+    attn_blocks: list[bool] = field(default_factory=lambda: [True, False])  # cross-attn levels
+    layers_per_block: int = 2  # ResBlocks per level (SD: 2)
+    n_heads: int = 4  # heads per transformer block (SD v1: 8)
+    d_context: int = 32  # condition width (SD v1: 768)
+    context_len: int = 77  # condition tokens (CLIP's 77)
+    norm_groups: int = 8  # GroupNorm groups (SD: 32)
+    latent_size: int = 16  # latent side (SD v1 at 512 px: 64)
+    batch: int = 2  # images per step (the sampling call runs 2x this for guidance)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and inputs)
+    repeat: int = 3  # timed repeats on CPU (median); CUDA uses do_bench
+
+
+def _peer(cfg: UNetBenchConfig):
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.block_channels)
+    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attn_blocks]
+    up = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attn_blocks)]
+    if len(cfg.attn_blocks) != n:
+        raise ValueError("attn_blocks needs one flag per entry of block_channels")
+    return UNet2DConditionModel(
+        sample_size=cfg.latent_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(cfg.block_channels),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cfg.d_context,
+        attention_head_dim=cfg.n_heads,
+        norm_num_groups=cfg.norm_groups,
+    )
+
+
+@suite(
+    "ldm-unet",
+    "latent-diffusion UNet fwd+bwd and guided sampling step: ours vs diffusers, same weights",
+    UNetBenchConfig,
+    presets={
+        "smoke": {
+            "block_channels": [16, 32],
+            "latent_size": 8,
+            "context_len": 5,
+            "repeat": 1,
+            "layers_per_block": 1,
+        },
+        "gpu": {
+            "block_channels": [320, 640, 1280, 1280],
+            "attn_blocks": [True, True, True, False],
+            "n_heads": 8,
+            "d_context": 768,
+            "norm_groups": 32,
+            "latent_size": 64,
+            "batch": 4,
+            "dtype": "bfloat16",
+        },
+    },  # fmt: skip
+)
+def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
+    dev, dtype = ctx.device, getattr(torch, cfg.dtype)
+    torch.manual_seed(ctx.seed)
+    peer = _peer(cfg)
+    ours = unet_from_diffusers(peer)
+    peer, ours = peer.to(dev, dtype), ours.to(dev, dtype)
+    B, h = cfg.batch, cfg.latent_size
+    x = torch.randn(B, 4, h, h, device=dev, dtype=dtype)
+    t = torch.randint(0, 1000, (B,), device=dev)
+    c = torch.randn(B, cfg.context_len, cfg.d_context, device=dev, dtype=dtype)
+    eps = torch.randn_like(x)
+    models = {"ours": lambda *a: ours(*a), "diffusers": lambda *a: peer(*a).sample}
+
+    with torch.no_grad():
+        out_o, out_p = models["ours"](x, t, c), models["diffusers"](x, t, c)
+        rel = ((out_o.float() - out_p.float()).norm() / out_p.float().norm()).item()
+
+    def train_step(name):
+        module = ours if name == "ours" else peer
+
+        def fn():
+            loss = torch.nn.functional.mse_loss(models[name](x, t, c).float(), eps.float())
+            loss.backward()
+            module.zero_grad(set_to_none=True)
+
+        return fn
+
+    x2, t2, c2 = torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, c])
+
+    def sample_step(name):
+        def fn():
+            with torch.no_grad():
+                models[name](x2, t2, c2)
+
+        return fn
+
+    rows = []
+    bar = ctx.progress(total=4, desc="ldm-unet")
+    for op, make in (("fwd+bwd", train_step), ("sample step", sample_step)):
+        for name in ("ours", "diffusers"):
+            fn = make(name)
+            fn()  # warm-up
+            ms = time_ms(fn, dev, repeat=cfg.repeat)
+            rows.append({"op": op, "model": name, "batch": B if op == "fwd+bwd" else 2 * B,
+                         "latent": f"4x{h}x{h}", "dtype": cfg.dtype, "ms": ms,
+                         "steps_per_s": 1e3 / ms})  # fmt: skip
+            bar.update(1)
+    bar.close()
+    speed = {}
+    for op in ("fwd+bwd", "sample step"):
+        o, p = (
+            next(r for r in rows if r["op"] == op and r["model"] == m)
+            for m in ("ours", "diffusers")
+        )
+        speed[op] = p["ms"] / o["ms"]
+        o["speed_vs_diffusers"] = speed[op]
+        p["speed_vs_diffusers"] = 1.0
+
+    fig, ax = ctx.figure(figsize=(6, 4))
+    ops = list(speed)
+    for i, name in enumerate(("ours", "diffusers")):
+        vals = [
+            next(r["steps_per_s"] for r in rows if r["op"] == op and r["model"] == name)
+            for op in ops
+        ]
+        ax.bar([j + 0.38 * i for j in range(len(ops))], vals, width=0.38, label=name)
+    ax.set_xticks([j + 0.19 for j in range(len(ops))], ops)
+    ax.set_ylabel("steps / s (higher is better)")
+    ax.set_title(f"UNet {cfg.block_channels}, {cfg.dtype}, {dev.type}")
+    ax.legend()
+    ctx.savefig(fig, "ldm_unet_speed.png")
+    n_params = sum(p.numel() for p in ours.parameters())
+    return Result(
+        metrics={
+            "speed_fwd_bwd_vs_diffusers": speed["fwd+bwd"],
+            "speed_sample_step_vs_diffusers": speed["sample step"],
+            "output_rel_error_vs_diffusers": rel,
+            "params": n_params,
+        },  # fmt: skip
+        table=rows,
+        columns=[
+            "op",
+            "model",
+            "batch",
+            "latent",
+            "dtype",
+            "ms",
+            "steps_per_s",
+            "speed_vs_diffusers",
+        ],
+        notes=[
+            "same weights (loaded through deepnotes.models.loaders.diffusers), same inputs, "
+            "same process; speed_vs_diffusers = diffusers ms / ours ms"
+        ],  # fmt: skip
+    )

@@ -200,3 +200,11 @@ def evaluate_posterior(
     best = torch.where(lengths == a)[0]
     likelihood = torch.log(p_tok[best, :a]).sum(-1)
     return best[likelihood.argmax()], a
+
+
+# A sparse tree for 4 heads (18 nodes): more children near the root, where acceptance is
+# likeliest, in the spirit of the reference's accuracy-ranked `mc_sim_7b_63`.
+SPARSE_4 = [
+    [0], [1], [2], [3], [0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [2, 0], [0, 0, 0], [0, 0, 1],
+    [0, 1, 0], [1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0],
+]  # fmt: skip

@@ -1,0 +1,173 @@
+"""`deepnotes run medusa`: Medusa-1 heads on a frozen base LM, and their acceptance.
+
+1. Load the base LM (`--base OUT/base/base-lm`, written by `deepnotes run base-lm`) or, with
+   no --base, train a small one here.
+2. Train K heads on the frozen base (`medusa_loss`: CE of head k on token t + k + 1, weights
+   decay^(k-1)), on KJV windows (`data=corpus`) or on the base's own greedy continuations
+   (`data=self`, self-distillation).
+3. Decode held-out prompts greedily with Medusa (dense and sparse trees) and with typical
+   acceptance: the mean accepted length (tokens per forward), whether the greedy output
+   equals plain greedy decoding, and CPU tokens/s against greedy over the same cached forward.
+The heads are saved as `OUT/medusa_heads.safetensors` for `deepnotes bench medusa`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from deepnotes.align.lm_io import load_lm, save_lm, save_module
+from deepnotes.data.text import load_text
+from deepnotes.experiments.llm.base_lm import BaseLMConfig, train_base
+from deepnotes.generate import generate
+from deepnotes.generate.medusa import MedusaHeads, greedy_cached, medusa_generate, medusa_loss
+from deepnotes.generate.medusa_tree import SPARSE_4, dense_tree, sparse_tree
+from deepnotes.jobs import Context, Result, experiment
+
+
+@dataclass
+class MedusaConfig:
+    base: str = ""  # folder from `deepnotes run base-lm` (its base-lm/); "" = train one here
+    base_steps: int = 300  # steps of the small base trained when --base is empty
+    n_heads: int = 4  # Medusa heads K
+    data: str = "corpus"  # corpus (KJV windows) | self (the base's greedy continuations)
+    steps: int = 400  # head training steps
+    batch_size: int = 32  # windows per step
+    seq_len: int = 128  # tokens per window
+    lr: float = 1e-3  # Adam learning rate of the heads
+    decay: float = 0.8  # loss weight of head k is decay^(k-1)
+    n_prompts: int = 8  # held-out prompts decoded
+    prompt_len: int = 32  # tokens per prompt
+    new_tokens: int = 64  # tokens generated per prompt
+    temperature: float = 0.7  # temperature of the typical-acceptance run
+
+
+def _base(cfg: MedusaConfig, ctx: Context):
+    if cfg.base:
+        model, tok = load_lm(cfg.base, ctx.device)
+        data = load_text("kjv", str(cfg.base).rstrip("/") + "/tokenizer.json", seed=ctx.seed)
+        return model, tok, data
+    bcfg = BaseLMConfig(steps=cfg.base_steps)
+    if cfg.base_steps < 10:  # the smoke preset: a tiny base
+        bcfg = BaseLMConfig(bpe_vocab=300, d_model=32, n_layers=1, n_heads=2, seq_len=32,
+                            batch_size=4, steps=cfg.base_steps, warmup=1, max_docs=30,
+                            eval_batches=2)  # fmt: skip
+    model, tok, data, _, _ = train_base(bcfg, ctx)
+    save_lm(model, tok, ctx.out / "base-lm")
+    return model, tok, data
+
+
+def _batches(cfg: MedusaConfig, model, data, device):
+    windows = data.train_batches(cfg.batch_size, cfg.seq_len + 1, device=device)
+    for x, _ in windows:
+        if cfg.data == "self":
+            prefix = x[:, : cfg.seq_len // 4]
+            x = generate(model, prefix, cfg.seq_len - prefix.shape[1], temperature=0)
+        yield x[:, : cfg.seq_len]
+
+
+@experiment(
+    "medusa",
+    "Medusa-1 heads on the frozen base LM: accepted length, lossless check, CPU speed",
+    MedusaConfig,
+    presets={
+        "smoke": {"base_steps": 2, "n_heads": 2, "steps": 3, "batch_size": 2, "seq_len": 16,
+                  "n_prompts": 2, "prompt_len": 4, "new_tokens": 8},
+        "gpu": {"steps": 1500, "batch_size": 64, "seq_len": 256, "lr": 2e-3, "n_prompts": 20,
+                "new_tokens": 128},
+    },
+)  # fmt: skip
+def run(cfg: MedusaConfig, ctx: Context) -> Result:
+    if cfg.data not in ("corpus", "self"):
+        raise ValueError(f"data must be corpus or self, got {cfg.data!r}")
+    model, tok, data = _base(cfg, ctx)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    D, V = model.cfg.d_model, model.cfg.vocab_size
+    heads = MedusaHeads(D, V, cfg.n_heads).to(ctx.device).init_from_head(model.head.weight)
+    opt = torch.optim.Adam(heads.parameters(), lr=cfg.lr)
+    history = []
+    batches = _batches(cfg, model, data, ctx.device)
+    for step in ctx.progress(range(cfg.steps), desc="heads"):
+        x = next(batches)
+        with torch.no_grad():
+            h = model.hidden(x)
+        loss, per_head = medusa_loss(heads, h, x, cfg.decay)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(per_head)
+    heads.eval()
+    save_module(heads, ctx.out / "medusa_heads.safetensors",
+                {"d_model": D, "vocab_size": V, "n_heads": cfg.n_heads})  # fmt: skip
+
+    # held-out prompts from the validation chapters
+    val = data.val.long()
+    starts = torch.linspace(0, val.numel() - cfg.prompt_len - 1, cfg.n_prompts).long()
+    prompts = [val[s : s + cfg.prompt_len][None].to(ctx.device) for s in starts]
+    trees = {
+        "dense 2^K": dense_tree([2] * cfg.n_heads),
+        "dense 3-2-1": dense_tree([3, 2, 1, 1][: cfg.n_heads]),
+        "sparse 18": sparse_tree([p for p in SPARSE_4 if len(p) <= cfg.n_heads],
+                                 topk=[4, 3, 2, 2][: cfg.n_heads]),
+    }  # fmt: skip
+    rows = []
+    t0 = time.perf_counter()
+    greedy = [greedy_cached(model, p, cfg.new_tokens) for p in prompts]
+    t_greedy = time.perf_counter() - t0
+    for name, tree in trees.items():
+        for temp in (0.0, cfg.temperature):
+            if temp > 0 and name != "dense 2^K":
+                continue
+            acc, equal = [], 0
+            t0 = time.perf_counter()
+            for p, ref in zip(prompts, greedy, strict=True):
+                out, stats = medusa_generate(model, heads, p, cfg.new_tokens, tree=tree,
+                                             temperature=temp)  # fmt: skip
+                acc += [a + 1 for a in stats.accepted]
+                equal += int(torch.equal(out, ref))
+            dt = time.perf_counter() - t0
+            rows.append({
+                "tree": name, "nodes": tree.n_nodes, "acceptance": "greedy" if temp == 0 else
+                f"typical T={temp}", "mean_accepted_length": round(sum(acc) / len(acc), 3),
+                "equal_to_greedy": f"{equal}/{len(prompts)}",
+                "speedup_cpu": round(t_greedy / dt, 3),
+            })  # fmt: skip
+    sample = tok.decode(greedy[0][0, cfg.prompt_len :].tolist())
+    _plot(ctx, history, rows)
+    best = max(r["mean_accepted_length"] for r in rows if r["acceptance"] == "greedy")
+    return Result(
+        metrics={"final_head_ce": history[-1], "best_mean_accepted_length": best,
+                 "greedy_tokens_per_s_cpu": cfg.new_tokens * len(prompts) / t_greedy,
+                 "heads": str(ctx.out / "medusa_heads.safetensors"), "sample": sample},
+        table=rows,
+        columns=["tree", "nodes", "acceptance", "mean_accepted_length", "equal_to_greedy",
+                 "speedup_cpu"],
+        notes=["mean accepted length = tokens per decoding forward (1.0 = greedy)",
+               "CPU speed-up is wall time of greedy / Medusa over the same cached forward; "
+               "the GPU figures come from `deepnotes bench medusa`"],
+    )  # fmt: skip
+
+
+def _plot(ctx: Context, history: list[list[float]], rows: list[dict]) -> None:
+    fig, (ax, ax2) = ctx.figure(1, 2, figsize=(11, 4))
+    K = len(history[0])
+    for k in range(K):
+        ys = [h[k] for h in history]
+        w = max(1, len(ys) // 50)
+        ys = [
+            sum(ys[max(0, i - w) : i + 1]) / len(ys[max(0, i - w) : i + 1]) for i in range(len(ys))
+        ]
+        ax.plot(ys, label=f"head {k + 1} (token t+{k + 2})")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats)", title="Medusa-1 heads on a frozen base")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    labels = [f"{r['tree']}\n{r['acceptance']}" for r in rows]
+    ax2.bar(range(len(rows)), [r["mean_accepted_length"] for r in rows], color="tab:green")
+    ax2.axhline(1.0, color="k", lw=1, ls="--", label="greedy (1 token / forward)")
+    ax2.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax2.set(ylabel="tokens per forward", title="mean accepted length")
+    ax2.legend(fontsize=8)
+    ctx.savefig(fig, "medusa.png")

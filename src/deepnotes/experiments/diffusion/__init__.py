@@ -1,0 +1,1 @@
+"""Diffusion and score-model experiments."""

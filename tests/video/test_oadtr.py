@@ -60,3 +60,28 @@ def test_gru_step_equals_sequence_and_is_causal():
     changed = frames.clone()
     changed[:, 6:] = 0.5
     assert torch.equal(g(changed)[0][0, :6], seq[:6])
+
+
+def test_history_context_and_future_targets():
+    m = _model()
+    frames = torch.randn(15, 3, 8, 8, dtype=torch.float64)
+    full = m.sequence_logits(frames)[0]
+    for h in (2, 5, 9):  # with >= T-1 frames of history the windows are the full ones
+        part = m.sequence_logits(frames, history=h)[0]
+        assert part.shape[0] == 15 - h
+        if h >= 5:
+            assert_close(part, full[h:])
+    # the anticipation loss reads labels t+1..t+3 for frame t
+    labels = torch.randint(1, 7, (9 + 3,))
+    cur, fut = m.sequence_logits(frames[:9])
+    big = 1e4
+    perfect_fut = torch.full_like(fut, -big)
+    for t in range(9):
+        for i in range(3):
+            perfect_fut[t, i, labels[t + 1 + i]] = big
+    m.forward_features = lambda feats: (cur, perfect_fut)
+    loss = m.loss(frames[:9], labels)
+    ce_cur = torch.nn.functional.cross_entropy(cur, labels[:9])
+    assert abs(loss.item() - ce_cur.item()) < 1e-9
+    with pytest.raises(ValueError, match="labels must have"):
+        m.loss(frames[:9], labels[:5])

@@ -116,25 +116,39 @@ class OadTR(nn.Module):
         cur = self.head(torch.cat([summary, q.mean(1)], -1))
         return cur, self.future_head(q)
 
-    def windows(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats: [L, D] of a stream -> every frame's history window [L, T, D]; the frames
-        before the stream's start are zero features."""
-        pad = feats.new_zeros(self.cfg.window - 1, feats.shape[-1])
-        return torch.cat([pad, feats]).unfold(0, self.cfg.window, 1).transpose(1, 2)
+    def windows(self, feats: torch.Tensor, history: int = 0) -> torch.Tensor:
+        """feats: [history + L, D] of a stream -> the L labelled frames' windows [L, T, D].
 
-    def sequence_logits(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The windowed batch form. frames: [L, C, H, W] -> (current [L, K], future [L, l_d, K])."""
-        return self.forward_features(self.windows(self.frames(frames)))
+        The first `history` features only serve as context; missing history before the
+        stream's start is zero features (as in the streaming form).
+        """
+        T = self.cfg.window
+        if history > T - 1:
+            feats, history = feats[history - (T - 1) :], T - 1
+        pad = feats.new_zeros(T - 1 - history, feats.shape[-1])
+        return torch.cat([pad, feats]).unfold(0, T, 1).transpose(1, 2)
 
-    def loss(self, frames: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """frames: [L, C, H, W], labels: [L] of one contiguous stretch; every frame with its
-        full label (future targets past the stretch's end are ignored)."""
-        cur, fut = self.sequence_logits(frames)
-        L, ld = labels.shape[0], self.cfg.future
-        ext = torch.cat([labels, labels.new_full((ld,), -100)])
-        targets = ext.unfold(0, ld, 1)[1 : L + 1]  # [L, l_d]: labels of t+1..t+l_d
+    def sequence_logits(
+        self, frames: torch.Tensor, history: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windowed batch form. frames: [history + L, C, H, W] -> (current [L, K],
+        future [L, l_d, K]); frame i's output reads frames <= i only."""
+        if not 0 <= history < frames.shape[0]:
+            raise ValueError(f"history must be in [0, {frames.shape[0]}), got {history}")
+        return self.forward_features(self.windows(self.frames(frames), history))
+
+    def loss(self, frames: torch.Tensor, labels: torch.Tensor, history: int = 0) -> torch.Tensor:
+        """frames: [history + L, C, H, W], labels: [L + l_d] (the labelled frames' labels,
+        then the next l_d frames' for anticipation; -100 = unknown, ignored)."""
+        cur, fut = self.sequence_logits(frames, history)
+        L, ld = cur.shape[0], self.cfg.future
+        if labels.shape[0] == L:  # no labels after the stretch: ignore those targets
+            labels = torch.cat([labels, labels.new_full((ld,), -100)])
+        if labels.shape[0] != L + ld:
+            raise ValueError(f"labels must have {L} or {L + ld} entries, got {labels.shape[0]}")
+        targets = labels.unfold(0, ld, 1)[1 : L + 1]  # [L, l_d]: labels of t+1..t+l_d
         fl = F.cross_entropy(fut.reshape(-1, fut.shape[-1]), targets.reshape(-1), ignore_index=-100)
-        return F.cross_entropy(cur, labels) + self.cfg.future_weight * fl
+        return F.cross_entropy(cur, labels[:L]) + self.cfg.future_weight * fl
 
 
 class OadTRStream:

@@ -97,7 +97,7 @@ def reference_counts() -> list[dict]:
             stem_stride=1,
             epochs=30,
             batch=64,
-            max_seconds=60.0,
+            max_seconds=40.0,
         ),
     },  # fmt: skip
 )
@@ -124,7 +124,9 @@ def run_video_temporal(cfg: VideoTemporalConfig, ctx: Context) -> Result:
         pred = predict(model, x_te, device=ctx.device).argmax(-1)
         one = x_te[:1].to(ctx.device)
         with torch.no_grad():
-            lat = time_ms(lambda m=model, o=one: m(o), ctx.device, warmup=2, repeat=10)
+            lat = time_ms(
+                lambda m=model, o=one: m(o), ctx.device, warmup=2, repeat=10, max_seconds=3.0
+            )
         curves[kind] = hist["loss"]
         rows.append(
             {

@@ -101,8 +101,8 @@ def _train(model, loss_fn, cfg, frames, labels, ctx, name, gen):
             chunk=16,
         ),
         "gpu": dict(
-            train_len=40000,
-            test_len=8000,
+            train_len=20000,
+            test_len=5000,
             size=32,
             window=32,
             future=8,

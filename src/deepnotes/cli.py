@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deepnotes import jobs
-from deepnotes.config import add_config_arguments, overrides_from_args
+from deepnotes.cli_options import add_config_arguments, overrides_from_args
 from deepnotes.registry import Registry, UnknownNameError
 from deepnotes.utils.env import resolve_device
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deepnotes.data.corpora import kjv_chapters
+from deepnotes.data.lm_tokenizers import encode_documents
 from deepnotes.data.text import (
     BPETokenizer,
     ByteTokenizer,
@@ -18,7 +19,6 @@ from deepnotes.data.text import (
     load_text,
     split_documents,
 )
-from deepnotes.data.tokenize import encode_documents
 
 ALPHABET = "abcdefghij klmnop\nQRST.,;'äöüßé中文字😀"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from deepnotes.nlp.tokenize import corpus_sentences
+from deepnotes.nlp.words import corpus_sentences
 
 
 @pytest.fixture(scope="session")

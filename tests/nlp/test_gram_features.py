@@ -10,7 +10,7 @@ import pytest
 
 from deepnotes.nlp.ngram import GramFeatures
 from deepnotes.nlp.ngram.features import grams
-from deepnotes.nlp.tokenize import corpus_sentences, split_sentences, word_tokenize
+from deepnotes.nlp.words import corpus_sentences, split_sentences, word_tokenize
 
 
 def test_char_gram_features_equal_brute_force(seed):

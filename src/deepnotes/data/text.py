@@ -22,7 +22,12 @@ from functools import lru_cache
 import torch
 
 from deepnotes.data.corpora import load_corpus
-from deepnotes.data.tokenize import BPETokenizer, ByteTokenizer, build_tokenizer, encode_documents
+from deepnotes.data.lm_tokenizers import (
+    BPETokenizer,
+    ByteTokenizer,
+    build_tokenizer,
+    encode_documents,
+)
 
 __all__ = [
     "BPETokenizer",

@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from deepnotes.utils.io import atomic_write
+from deepnotes.utils.seed import rng_state, set_rng_state
 
-FORMAT_VERSION = 1
-
-
-def rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+FORMAT_VERSION = 2  # 2: generator states in `deepnotes.utils.seed`'s plain-value format
 
 
 def env_snapshot(envs) -> bytes:

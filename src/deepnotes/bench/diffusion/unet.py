@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 import torch
 
 from deepnotes.jobs import Context, Result, suite
-from deepnotes.models.loaders.diffusers import unet_from_diffusers
+from deepnotes.layers.attention import MultiHeadAttention
+from deepnotes.models.diffusion.unet import UNet
+from deepnotes.models.loaders.diffusers import (
+    unet_config_from_diffusers,
+    unet_state_dict_from_diffusers,
+)
 from deepnotes.utils.timing import time_ms
 
 
@@ -35,6 +40,7 @@ class UNetBenchConfig:
     batch: int = 2  # images per step (the sampling call runs 2x this for guidance)
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and inputs)
     repeat: int = 3  # timed repeats on CPU (median); CUDA uses do_bench
+    impls: list[str] = field(default_factory=lambda: ["auto", "sdpa"])  # our attention paths
 
 
 def _peer(cfg: UNetBenchConfig):
@@ -86,22 +92,39 @@ def _peer(cfg: UNetBenchConfig):
 def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
     dev, dtype = ctx.device, getattr(torch, cfg.dtype)
     torch.manual_seed(ctx.seed)
-    peer = _peer(cfg)
-    ours = unet_from_diffusers(peer)
+    with torch.device(dev):  # random init on the device: SD's 860M parameters init fast there
+        peer = _peer(cfg)
+    with torch.device("meta"):
+        ours = UNet(unet_config_from_diffusers(dict(peer.config)))
+    sd = unet_state_dict_from_diffusers(peer.state_dict(), ours)
+    ours.load_state_dict({k: v.clone() for k, v in sd.items()}, assign=True)
     peer, ours = peer.to(dev, dtype), ours.to(dev, dtype)
+    attns = [m for m in ours.modules() if isinstance(m, MultiHeadAttention)]
     B, h = cfg.batch, cfg.latent_size
     x = torch.randn(B, 4, h, h, device=dev, dtype=dtype)
     t = torch.randint(0, 1000, (B,), device=dev)
     c = torch.randn(B, cfg.context_len, cfg.d_context, device=dev, dtype=dtype)
     eps = torch.randn_like(x)
-    models = {"ours": lambda *a: ours(*a), "diffusers": lambda *a: peer(*a).sample}
+    models = {"diffusers": lambda *a: peer(*a).sample}
+    for impl in cfg.impls:
+
+        def run(*a, impl=impl):
+            for m in attns:  # our attention path: "auto" (flash_attn) or "sdpa"
+                m.impl = impl
+            return ours(*a)
+
+        models[f"ours ({impl})"] = run
 
     with torch.no_grad():
-        out_o, out_p = models["ours"](x, t, c), models["diffusers"](x, t, c)
-        rel = ((out_o.float() - out_p.float()).norm() / out_p.float().norm()).item()
+        out_p = models["diffusers"](x, t, c).float()
+        rel = {
+            name: ((f(x, t, c).float() - out_p).norm() / out_p.norm()).item()
+            for name, f in models.items()
+            if name != "diffusers"
+        }
 
     def train_step(name):
-        module = ours if name == "ours" else peer
+        module = peer if name == "diffusers" else ours
 
         def fn():
             loss = torch.nn.functional.mse_loss(models[name](x, t, c).float(), eps.float())
@@ -120,9 +143,9 @@ def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
         return fn
 
     rows = []
-    bar = ctx.progress(total=4, desc="ldm-unet")
+    bar = ctx.progress(total=2 * len(models), desc="ldm-unet")
     for op, make in (("fwd+bwd", train_step), ("sample step", sample_step)):
-        for name in ("ours", "diffusers"):
+        for name in models:
             fn = make(name)
             fn()  # warm-up
             ms = time_ms(fn, dev, repeat=cfg.repeat)
@@ -131,35 +154,33 @@ def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
                          "steps_per_s": 1e3 / ms})  # fmt: skip
             bar.update(1)
     bar.close()
-    speed = {}
-    for op in ("fwd+bwd", "sample step"):
-        o, p = (
-            next(r for r in rows if r["op"] == op and r["model"] == m)
-            for m in ("ours", "diffusers")
-        )
-        speed[op] = p["ms"] / o["ms"]
-        o["speed_vs_diffusers"] = speed[op]
-        p["speed_vs_diffusers"] = 1.0
-
-    fig, ax = ctx.figure(figsize=(6, 4))
-    ops = list(speed)
-    for i, name in enumerate(("ours", "diffusers")):
-        vals = [
-            next(r["steps_per_s"] for r in rows if r["op"] == op and r["model"] == name)
-            for op in ops
-        ]
-        ax.bar([j + 0.38 * i for j in range(len(ops))], vals, width=0.38, label=name)
-    ax.set_xticks([j + 0.19 for j in range(len(ops))], ops)
+    base = {r["op"]: r["ms"] for r in rows if r["model"] == "diffusers"}
+    for r in rows:
+        r["speed_vs_diffusers"] = base[r["op"]] / r["ms"]
+    ops = list(base)
+    fig, ax = ctx.figure(figsize=(7, 4))
+    width = 0.8 / len(models)
+    for i, name in enumerate(models):
+        vals = [next(r["steps_per_s"] for r in rows if r["op"] == op and r["model"] == name)
+                for op in ops]  # fmt: skip
+        ax.bar([j + width * i for j in range(len(ops))], vals, width=width, label=name)
+    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(ops))], ops)
     ax.set_ylabel("steps / s (higher is better)")
-    ax.set_title(f"UNet {cfg.block_channels}, {cfg.dtype}, {dev.type}")
+    ax.set_title(f"UNet {cfg.block_channels}, batch {B}, {cfg.dtype}, {dev.type}")
     ax.legend()
     ctx.savefig(fig, "ldm_unet_speed.png")
     n_params = sum(p.numel() for p in ours.parameters())
     return Result(
         metrics={
-            "speed_fwd_bwd_vs_diffusers": speed["fwd+bwd"],
-            "speed_sample_step_vs_diffusers": speed["sample step"],
-            "output_rel_error_vs_diffusers": rel,
+            **{
+                f"speed_{op.replace(' ', '_').replace('+', '_')}_{name.split()[-1].strip('()')}": r[
+                    "speed_vs_diffusers"
+                ]
+                for r in rows
+                for op, name in [(r["op"], r["model"])]
+                if name != "diffusers"
+            },
+            **{f"output_rel_error_{k.split()[-1].strip('()')}": v for k, v in rel.items()},
             "params": n_params,
         },  # fmt: skip
         table=rows,

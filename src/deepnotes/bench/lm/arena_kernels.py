@@ -49,8 +49,8 @@ from deepnotes.utils.io import atomic_write_json
 # modules whose public op decides its path through `use_triton` (imported by name there)
 _OP_MODULES = (
     "deepnotes.ops.attention.flash",
-    "deepnotes.ops.linear_attention",
-    "deepnotes.ops.gau",
+    "deepnotes.ops.linear_attention.chunk",
+    "deepnotes.ops.gau.chunk",
     "deepnotes.ops.ssm.scan",
 )
 

@@ -1,6 +1,6 @@
 """`deepnotes bench ngram`: fit + score time of our n-gram models against nltk.lm, same run.
 
-Both sides get the same tokenised KJV sentences (`deepnotes.nlp.tokenize`) and the same
+Both sides get the same tokenised KJV sentences (`deepnotes.nlp.words`) and the same
 settings: nltk's padding (n-1 `<s>` and `</s>`), the same `<unk>` cutoff, nltk's
 discounts (Kneser-Ney 0.1, no discount at the unigram level). Every 20th sentence is held
 out and scored n-gram by n-gram (nltk's `score(word, context)`; our vectorised
@@ -23,7 +23,7 @@ import numpy as np
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.nlp.ngram import MLE as OurMLE
 from deepnotes.nlp.ngram import MODELS, KneserNey, Laplace
-from deepnotes.nlp.tokenize import corpus_sentences
+from deepnotes.nlp.words import corpus_sentences
 
 
 @dataclass

@@ -15,15 +15,16 @@ import torch
 
 from deepnotes.data.text import cached_text
 from deepnotes.experiments.lm.common import (
+    GPU_LM,
     SMOKE_LM,
     plot_curves,
+    train_config,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.activations import derivative, get_activation
 from deepnotes.layers.ffn import FFN_KINDS, GLU_KINDS, ffn_hidden
 from deepnotes.models.lm import LMConfig, build_lm
-from deepnotes.train import TrainConfig
 
 
 @dataclass
@@ -72,16 +73,7 @@ def plot_activations(ctx: Context) -> None:
             **SMOKE_LM,
             "seeds": 1,
         },
-        "gpu": {
-            "d_model": 384,
-            "n_layers": 6,
-            "seq_len": 256,
-            "batch_size": 32,
-            "steps": 3000,
-            "lr": 1e-3,
-            "eval_every": 250,
-            "eval_batches": 20,
-        },
+        "gpu": GPU_LM,
     },  # fmt: skip
 )
 def run(cfg: ActivationsConfig, ctx: Context) -> Result:
@@ -104,10 +96,7 @@ def run(cfg: ActivationsConfig, ctx: Context) -> Result:
         for i in range(cfg.seeds):
             seed = ctx.seed + i  # same seeds (init and data order) for every activation
             model = build_lm(lm_cfg, ctx.device, seed)
-            tcfg = TrainConfig(
-                steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-                warmup=cfg.warmup, seed=seed, progress=False,
-            )  # fmt: skip
+            tcfg = train_config(cfg, seed)
             r = train_lm(
                 model, data, tcfg, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
                 bar=bar,

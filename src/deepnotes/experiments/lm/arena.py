@@ -34,7 +34,13 @@ import traceback
 import torch
 
 from deepnotes.data.text import cached_text
-from deepnotes.experiments.lm.common import RunResult, plot_curves, run_color, train_lm
+from deepnotes.experiments.lm.common import (
+    RunResult,
+    plot_curves,
+    run_color,
+    train_config,
+    train_lm,
+)
 from deepnotes.generate import timed_generate
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import build_lm
@@ -45,7 +51,6 @@ from deepnotes.models.lm_arena import (
     lm_config,
     select_mixers,
 )
-from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.timing import peak_memory_bytes
 
@@ -72,10 +77,7 @@ def run_mixer(name, cfg, data, ctx, max_seconds, bar) -> dict:
     """Train, evaluate and decode one mixer; returns its record (row + history)."""
     lm_cfg = lm_config(cfg, name, data.vocab_size)
     model = build_lm(lm_cfg, ctx.device, ctx.seed)
-    tcfg = TrainConfig(
-        steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-        warmup=cfg.warmup, precision=cfg.precision, seed=ctx.seed, progress=False,
-    )  # fmt: skip
+    tcfg = train_config(cfg, ctx.seed)
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
     r: RunResult = train_lm(

@@ -27,13 +27,13 @@ from deepnotes.data.text import cached_text
 from deepnotes.experiments.lm.common import (
     SMOKE_LM,
     plot_curves,
+    train_config,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.init import init_std
 from deepnotes.mixers.softmax import SoftmaxAttention
 from deepnotes.models.lm import LMConfig, build_lm
-from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
 # name -> (init scheme, attention_scale): None = 1/sqrt(d_head), 1.0 = no division
@@ -225,10 +225,7 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
         model = build_lm(lm_cfg, ctx.device, ctx.seed)
         probe0 = next(data.val_batches(cfg.batch_size, cfg.seq_len, device=ctx.device))[0]
         ent0 = attention_entropy(model.eval(), probe0)
-        tcfg = TrainConfig(
-            steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-            warmup=cfg.warmup, seed=ctx.seed, progress=False,
-        )  # fmt: skip
+        tcfg = train_config(cfg, ctx.seed)
         r = train_lm(
             model, data, tcfg, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
             extra_eval=attention_entropy, bar=bar,

@@ -29,6 +29,29 @@ SMOKE_LM = {
 }
 
 
+def train_config(cfg, seed: int) -> TrainConfig:
+    """The TrainConfig of an LM experiment's run: its steps, batch, window, lr, warm-up and
+    precision (fp32 where the experiment has none), no progress bar of its own."""
+    return TrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
+        warmup=cfg.warmup, precision=getattr(cfg, "precision", "fp32"), seed=seed,
+        progress=False,
+    )  # fmt: skip
+
+
+# the "gpu" budget the activation and MoE experiments share: 6 x 384 on 256-byte windows
+GPU_LM = {
+    "d_model": 384,
+    "n_layers": 6,
+    "seq_len": 256,
+    "batch_size": 32,
+    "steps": 3000,
+    "lr": 1e-3,
+    "eval_every": 250,
+    "eval_batches": 20,
+}
+
+
 @dataclass
 class RunResult:
     """History and totals of one training run."""

@@ -17,14 +17,15 @@ import torch
 
 from deepnotes.data.text import cached_text
 from deepnotes.experiments.lm.common import (
+    GPU_LM,
     SMOKE_LM,
     plot_curves,
+    train_config,
     train_lm,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.layers.moe import MoE
 from deepnotes.models.lm import LMConfig, build_lm
-from deepnotes.train import TrainConfig
 from deepnotes.utils.io import atomic_write_json
 
 VARIANTS = ("dense", "switch", "top2")
@@ -93,18 +94,7 @@ def record_loads(model, rec: dict) -> None:
             **SMOKE_LM,
             "log_every": 1,
         },
-        "gpu": {
-            "d_model": 384,
-            "n_layers": 6,
-            "n_experts": 8,
-            "seq_len": 256,
-            "batch_size": 32,
-            "steps": 3000,
-            "lr": 1e-3,
-            "eval_every": 250,
-            "eval_batches": 20,
-            "log_every": 25,
-        },
+        "gpu": {**GPU_LM, "n_experts": 8, "log_every": 25},
     },  # fmt: skip
 )
 def run(cfg: MoEConfig, ctx: Context) -> Result:
@@ -114,10 +104,7 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
     for name in cfg.variants:
         lm_cfg = variant_config(name, cfg, data.vocab_size)
         model = build_lm(lm_cfg, ctx.device, ctx.seed)
-        tcfg = TrainConfig(
-            steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-            warmup=cfg.warmup, seed=ctx.seed, progress=False,
-        )  # fmt: skip
+        tcfg = train_config(cfg, ctx.seed)
         r = train_lm(
             model, data, tcfg, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
             on_step=record_loads, log_every=cfg.log_every, bar=bar,

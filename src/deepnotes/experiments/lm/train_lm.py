@@ -39,6 +39,11 @@ class TrainLMConfig(TrainConfig, LMConfig):
     sample_tokens: int = 200  # tokens generated at the end (0 = none)
 
 
+# a tiny model for a few steps on 40 chapters: runs in seconds on a CPU
+SMOKE = dict(d_model=32, n_layers=1, steps=4, batch_size=2, seq_len=32, warmup=1,
+             eval_batches=2, sample_tokens=8, max_docs=40, progress=False)  # fmt: skip
+
+
 def _split(cfg: TrainLMConfig) -> tuple[TrainConfig, dict]:
     """The TrainConfig part and the LMConfig fields of a TrainLMConfig."""
     values = dataclasses.asdict(cfg)
@@ -53,12 +58,8 @@ def _split(cfg: TrainLMConfig) -> tuple[TrainConfig, dict]:
     "train-lm",
     "train the decoder LM on a corpus (any mixer; bf16/fp16; checkpoints; DDP/FSDP by torchrun)",
     TrainLMConfig,
-    presets={
-        "smoke": {"d_model": 32, "n_layers": 1, "steps": 4, "batch_size": 2, "seq_len": 32,
-                  "warmup": 1, "eval_batches": 2, "sample_tokens": 8, "max_docs": 40,
-                  "progress": False},
-    },
-)  # fmt: skip
+    presets={"smoke": SMOKE},
+)
 def run(cfg: TrainLMConfig, ctx: Context) -> Result:
     tcfg, lm_kw = _split(cfg)
     info = setup_distributed()

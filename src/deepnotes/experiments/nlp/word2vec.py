@@ -1,6 +1,6 @@
 """`deepnotes run word2vec`: skip-gram and CBOW on the KJV, beside gensim in the same run.
 
-Both train on the same tokenised sentences (`deepnotes.nlp.tokenize`) with matched settings
+Both train on the same tokenised sentences (`deepnotes.nlp.words`) with matched settings
 (dimension, window, min_count, subsampling, negatives, ns_exponent 0.75, learning rate and
 its linear decay, epochs). Both sets of vectors go through the same evaluation
 (`deepnotes.nlp.word2vec.evaluate`, which reproduces gensim's own evaluators): Spearman rho
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.nlp.tokenize import corpus_sentences
+from deepnotes.nlp.words import corpus_sentences
 from deepnotes.nlp.word2vec import (
     Word2Vec,
     analogy_accuracy,

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from deepnotes.train import TrainConfig, Trainer
+from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.pool import map_runs
 
 
 @dataclass
@@ -48,6 +50,10 @@ def fit_task(
     )  # fmt: skip
 
 
+# the columns fit_row / failed_row add to a run's own (mixer, task, ...)
+RUN_COLUMNS = ["acc", "eval_loss", "steps", "train_s", "step_ms", "capped", "status"]
+
+
 def fit_row(row: dict, fit: FitResult) -> dict:
     """A results-table row for one finished run: accuracy, eval loss, steps and timing."""
     return {
@@ -62,3 +68,21 @@ def failed_row(row: dict, error: Exception) -> dict:
     status = f"error: {type(error).__name__}: {error}"[:200]
     return {**row, "acc": None, "eval_loss": None, "steps": 0, "train_s": 0.0,
             "step_ms": None, "capped": False, "status": status}  # fmt: skip
+
+
+def collect_rows(ctx, fn: Callable, calls: list[tuple], workers: int, desc: str,
+                 label: Callable[[dict], str]) -> list[dict]:  # fmt: skip
+    """Run fn(*call) for every call over `workers` processes; return the rows as they come.
+
+    After each row, OUT/rows.json is rewritten atomically (a kill loses only the runs in
+    flight) and the progress bar shows `label(row)`.
+    """
+    rows: list[dict] = []
+    bar = ctx.progress(total=len(calls), desc=desc)
+    for _, row in map_runs(fn, calls, workers):
+        rows.append(row)
+        atomic_write_json(ctx.out / "rows.json", rows)
+        bar.set_postfix_str(label(row))
+        bar.update(1)
+    bar.close()
+    return rows

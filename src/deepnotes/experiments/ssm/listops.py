@@ -22,11 +22,16 @@ import torch.nn.functional as F
 import deepnotes.mixers as M
 from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import LISTOPS_VOCAB, PAD, listops
-from deepnotes.experiments.ssm.common import failed_row, fit_row, fit_task
+from deepnotes.experiments.ssm.common import (
+    RUN_COLUMNS,
+    collect_rows,
+    failed_row,
+    fit_row,
+    fit_task,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.seqmodel import SeqModel, SeqModelConfig
 from deepnotes.train import TrainConfig
-from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.pool import map_runs, shareable, shared
 
 LRA = "Tay et al. 2021 (LRA), Table 1"
@@ -154,16 +159,10 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
     workers = max(1, min(cfg.workers, len(mixers)))
     waves = -(-len(mixers) // workers)  # runs per worker, rounded up
     per_run = cfg.time_budget_s / waves if cfg.time_budget_s > 0 else None
-    rows = []
     with shareable((x, y, xv, yv), workers) as data:
         calls = [(cfg, name, ctx.seed, str(ctx.device), per_run, data) for name in mixers]
-        bar = ctx.progress(total=len(mixers), desc="listops")
-        for _, row in map_runs(train_mixer, calls, workers):
-            rows.append(row)
-            atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
-            bar.set_postfix_str(f"{row['mixer']} acc={row['acc']}")
-            bar.update(1)
-        bar.close()
+        rows = collect_rows(ctx, train_mixer, calls, workers, "listops",
+                            lambda row: f"{row['mixer']} acc={row['acc']}")  # fmt: skip
     rows.sort(key=lambda r: mixers.index(r["mixer"]))
     _plot(ctx, rows, baseline)
     sources = sorted({q[2] for n, q in QUOTED.items() if n in mixers})
@@ -188,18 +187,7 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
     return Result(
         metrics=metrics,
         table=rows,
-        columns=[
-            "mixer",
-            "acc",
-            "eval_loss",
-            "steps",
-            "train_s",
-            "step_ms",
-            "capped",
-            "status",
-            "quoted_model",
-            "quoted_acc",
-        ],  # fmt: skip
+        columns=["mixer", *RUN_COLUMNS, "quoted_model", "quoted_acc"],
         notes=notes,
     )
 

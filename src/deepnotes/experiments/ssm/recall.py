@@ -27,12 +27,17 @@ import torch
 import deepnotes.mixers as M
 from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
-from deepnotes.experiments.ssm.common import failed_row, fit_row, fit_task
+from deepnotes.experiments.ssm.common import (
+    RUN_COLUMNS,
+    collect_rows,
+    failed_row,
+    fit_row,
+    fit_task,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import LM, LMConfig, auto_positions
 from deepnotes.train import TrainConfig
-from deepnotes.utils.io import atomic_write_json
-from deepnotes.utils.pool import map_runs, shareable, shared
+from deepnotes.utils.pool import shareable, shared
 
 SSM_MIXERS = ("s4d", "s4", "mamba")
 # rough relative cost of a training step (measured on CPU and on the H100 arena), to start the
@@ -180,16 +185,10 @@ def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
     waves = -(-len(runs) // workers)  # runs per worker, rounded up
     per_run = cfg.time_budget_s / waves if cfg.time_budget_s > 0 else None
     data = {i: task_data(cfg, i, ctx.seed) for i in range(len(tasks))}
-    rows = []
     with shareable(data, workers) as data:
         calls = [(cfg, m, i, w, ctx.seed, str(ctx.device), per_run, data) for m, i, w in runs]
-        bar = ctx.progress(total=len(runs), desc="recall")
-        for _, row in map_runs(train_run, calls, workers):
-            rows.append(row)
-            atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
-            bar.set_postfix_str(f"{row['mixer']} {row['task']} d={row['width']} acc={row['acc']}")
-            bar.update(1)
-        bar.close()
+        label = lambda r: f"{r['mixer']} {r['task']} d={r['width']} acc={r['acc']}"
+        rows = collect_rows(ctx, train_run, calls, workers, "recall", label)
     order = {(m, t[0], w): k for k, (m, t, w) in enumerate(
         (m, t, w) for m in mixers for t in tasks for w in cfg.widths)}  # fmt: skip
     rows.sort(key=lambda r: order[(r["mixer"], r["task"], r["width"])])
@@ -197,18 +196,7 @@ def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
     return Result(
         metrics=_metrics(rows, cfg),
         table=rows,
-        columns=[
-            "mixer",
-            "task",
-            "width",
-            "acc",
-            "eval_loss",
-            "steps",
-            "train_s",
-            "step_ms",
-            "capped",
-            "status",
-        ],  # fmt: skip
+        columns=["mixer", "task", "width", *RUN_COLUMNS],
         notes=_notes(rows, cfg, per_run, workers, tasks),
     )
 

@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from deepnotes.ops.backend import interpreting
-from deepnotes.ops.triton_utils import dot_precision, dot_upcast, mm, pow2
+from deepnotes.ops.triton_utils import dot_precision, dot_upcast, mm, pow2, row_dot_kernel
 
 LOG2E = 1.4426950408889634
 
@@ -243,52 +243,6 @@ def flash_attn_fwd_kernel(
 
 
 # --------------------------------------------------------------------------- backward
-@triton.jit
-def flash_attn_bwd_preprocess_kernel(
-    O,
-    DO,
-    DELTA,
-    stride_ob,
-    stride_oh,
-    stride_ot,
-    stride_db,
-    stride_dh,
-    stride_dt,
-    H,
-    T_q,
-    D: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """delta = rowsum(o * do) in fp32, [B, H, T_q]."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    offs_d = tl.arange(0, BLOCK_D)
-    mask = (offs_m[:, None] < T_q) & (offs_d[None, :] < D)
-    o = tl.load(
-        O
-        + b.to(tl.int64) * stride_ob
-        + h.to(tl.int64) * stride_oh
-        + offs_m[:, None] * stride_ot
-        + offs_d[None, :],
-        mask=mask,
-        other=0.0,
-    )
-    do = tl.load(
-        DO
-        + b.to(tl.int64) * stride_db
-        + h.to(tl.int64) * stride_dh
-        + offs_m[:, None] * stride_dt
-        + offs_d[None, :],
-        mask=mask,
-        other=0.0,
-    )
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(DELTA + bh.to(tl.int64) * T_q + offs_m, delta, mask=offs_m < T_q)
-
-
 @triton.jit
 def _dkdv_inner(
     dk,
@@ -679,7 +633,7 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float):
     T_k = k.shape[2]
     BD = pow2(D)
     delta = torch.empty_like(lse)
-    flash_attn_bwd_preprocess_kernel[(triton.cdiv(T_q, 64), B * H)](
+    row_dot_kernel[(triton.cdiv(T_q, 64), B * H)](
         o,
         do,
         delta,

@@ -33,9 +33,8 @@ import torch
 import triton
 import triton.language as tl
 
-from deepnotes.ops.attention.triton_flash import flash_attn_bwd_preprocess_kernel
 from deepnotes.ops.backend import interpreting
-from deepnotes.ops.triton_utils import dot_precision, dot_upcast, mm, pow2
+from deepnotes.ops.triton_utils import dot_precision, dot_upcast, mm, pow2, row_dot_kernel
 
 # (K bucket) -> settings, from scripts/tune_kernels.py on an H100 (bf16, B*T = 65,536,
 # H*D = 2048; docs/kernels.md). For K > 64 a whole 128-wide value block per program is
@@ -372,7 +371,7 @@ def chunk_linear_attn_bwd(q, k, v, o, den, s0, z0, do, dst, dzt, normalize, eps,
     NV = triton.cdiv(V, BV)
     if normalize:
         delta = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
-        flash_attn_bwd_preprocess_kernel[(triton.cdiv(T, 64), B * H)](
+        row_dot_kernel[(triton.cdiv(T, 64), B * H)](
             o,
             do,
             delta,

@@ -19,7 +19,7 @@ from deepnotes.bench.lm.arena_kernels import (
 )
 from deepnotes.ops.attention import flash_attn
 from deepnotes.ops.backend import ENV_VAR
-from tests.kernels.common import cpu_only
+from tests.ops.kernel_cases import cpu_only
 
 jobs.discover()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan, torch_selective_scan
-from tests.kernels.common import assert_rule, cpu, cpu_only, gpu, values_and_grads
+from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")

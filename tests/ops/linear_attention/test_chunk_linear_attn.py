@@ -11,7 +11,7 @@ from deepnotes.ops.linear_attention import (
     torch_chunk_linear_attn,
 )
 from tests.helpers import assert_close
-from tests.kernels.common import assert_rule, cpu, cpu_only, gpu, values_and_grads
+from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 

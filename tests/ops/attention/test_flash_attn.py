@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from deepnotes.ops.attention import flash_attn, naive_softmax_attn
 from deepnotes.ops.attention.flash import torch_flash_attn
 from tests.helpers import assert_close, rel_rms
-from tests.kernels.common import assert_rule, cpu, cpu_only, gpu, values_and_grads
+from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
 
 NAMES = ["o", "dq", "dk", "dv"]
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32

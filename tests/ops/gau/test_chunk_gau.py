@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepnotes.ops.gau import chunk_gau, naive_gau, torch_chunk_gau
-from tests.kernels.common import assert_rule, cpu, gpu, values_and_grads
+from tests.ops.kernel_cases import assert_rule, cpu, gpu, values_and_grads
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 

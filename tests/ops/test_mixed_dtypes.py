@@ -5,7 +5,7 @@ Under autocast a model hands the ops mixed dtypes: the GAU mixer's q/k roles are
 fp32 beside bf16. `flash_attn`, `chunk_linear_attn` and `chunk_gau` cast their inputs to one
 dtype at entry (`deepnotes.ops.backend.cast_inputs`); `selective_scan` reads each input in
 its own dtype. Each check: the kernel against the float64 reference with the kernel rule of
-`tests.kernels.common`, gradients returned in every input's own dtype, and `flash_attn` as an
+`tests.ops.kernel_cases`, gradients returned in every input's own dtype, and `flash_attn` as an
 opaque custom op under `torch.compile`.
 """
 
@@ -20,7 +20,7 @@ from deepnotes.ops.gau import chunk_gau, naive_gau
 from deepnotes.ops.linear_attention import chunk_linear_attn, naive_linear_attn
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan
 from tests.helpers import assert_close
-from tests.kernels.common import assert_rule, cpu, cpu_only, gpu, values_and_grads
+from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
 
 bf16, f32 = torch.bfloat16, torch.float32
 DEVICES = [cpu(id="interp"), gpu(id="cuda")]

@@ -57,8 +57,9 @@ def _setup(cfg: MedusaBenchConfig, ctx: Context):
         val = load_text("kjv", cfg.base.rstrip("/") + "/tokenizer.json").val.long()
     else:
         torch.manual_seed(ctx.seed)
-        lm_cfg = LMConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_len=1024,
-                          positions="rotary")  # fmt: skip
+        lm_cfg = LMConfig(
+            vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_len=1024, positions="rotary"
+        )
         model = LM(lm_cfg).to(ctx.device).eval()
         val = torch.randint(0, 256, (20_000,))
     D, V = model.cfg.d_model, model.cfg.vocab_size
@@ -86,7 +87,7 @@ def _setup(cfg: MedusaBenchConfig, ctx: Context):
         "smoke": {"n_prompts": 1, "prompt_len": 4, "new_tokens": 8, "warmup": 0},
         "gpu": {"n_prompts": 20, "new_tokens": 256, "dtype": "bfloat16", "warmup": 2},
     },
-)  # fmt: skip
+)
 @torch.no_grad()
 def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
     model, heads, prompts = _setup(cfg, ctx)
@@ -120,33 +121,59 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
         rs = per[m]
         s = statistics.median(r["s"] for r in rs)
         fw = statistics.median(r["forwards"] for r in rs)
-        rows.append({
-            "method": m, "nodes": trees[m].n_nodes if m in trees else 1,
-            "tokens_per_s": round(n / s, 1), "speedup": round(base_s / s, 3),
-            "mean_accepted_length": round(n / fw, 3), "ms_per_forward": round(1e3 * s / fw, 3),
-            "tree_overhead": round((s / fw) / t1, 3),
-            "equal_to_greedy": f"{sum(r['equal'] for r in rs)}/{len(rs)}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": m,
+                "nodes": trees[m].n_nodes if m in trees else 1,
+                "tokens_per_s": round(n / s, 1),
+                "speedup": round(base_s / s, 3),
+                "mean_accepted_length": round(n / fw, 3),
+                "ms_per_forward": round(1e3 * s / fw, 3),
+                "tree_overhead": round((s / fw) / t1, 3),
+                "equal_to_greedy": f"{sum(r['equal'] for r in rs)}/{len(rs)}",
+            }
+        )
     fig, ax = ctx.figure(figsize=(7.5, 4))
     ax.bar(range(len(rows)), [r["speedup"] for r in rows], color="tab:blue")
     ax.axhline(1.0, color="k", lw=1, ls="--")
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows], fontsize=8, rotation=15)
     for i, r in enumerate(rows):
-        ax.text(i, r["speedup"], f"{r['mean_accepted_length']:.2f} tok/fwd", ha="center",
-                va="bottom", fontsize=8)  # fmt: skip
-    ax.set(ylabel="speed-up over greedy (cached forward)",
-           title=f"Medusa, batch 1, {cfg.dtype}, {n} new tokens, {ctx.device.type}")  # fmt: skip
+        ax.text(
+            i,
+            r["speedup"],
+            f"{r['mean_accepted_length']:.2f} tok/fwd",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set(
+        ylabel="speed-up over greedy (cached forward)",
+        title=f"Medusa, batch 1, {cfg.dtype}, {n} new tokens, {ctx.device.type}",
+    )
     ctx.savefig(fig, "medusa_bench.png")
     best = max(rows[2:], key=lambda r: r["speedup"])
     return Result(
-        metrics={"best_speedup": best["speedup"], "best_tree": best["method"],
-                 "greedy_tokens_per_s": rows[1]["tokens_per_s"],
-                 "model_params": sum(p.numel() for p in model.parameters())},
+        metrics={
+            "best_speedup": best["speedup"],
+            "best_tree": best["method"],
+            "greedy_tokens_per_s": rows[1]["tokens_per_s"],
+            "model_params": sum(p.numel() for p in model.parameters()),
+        },
         table=rows,
-        columns=["method", "nodes", "tokens_per_s", "speedup", "mean_accepted_length",
-                 "ms_per_forward", "tree_overhead", "equal_to_greedy"],
-        notes=["speedup is against greedy over the same cached forward; tree_overhead = time "
-               "of one tree forward / one single-token forward",
-               "equal_to_greedy may fall below n/n in bf16: a tree forward and a one-token "
-               "forward round differently, and near-ties can flip an argmax"],
-    )  # fmt: skip
+        columns=[
+            "method",
+            "nodes",
+            "tokens_per_s",
+            "speedup",
+            "mean_accepted_length",
+            "ms_per_forward",
+            "tree_overhead",
+            "equal_to_greedy",
+        ],
+        notes=[
+            "speedup is against greedy over the same cached forward; tree_overhead = time "
+            "of one tree forward / one single-token forward",
+            "equal_to_greedy may fall below n/n in bf16: a tree forward and a one-token "
+            "forward round differently, and near-ties can flip an argmax",
+        ],
+    )

@@ -47,24 +47,37 @@ class BaseLMConfig:
 
 def train_base(cfg: BaseLMConfig, ctx: Context):
     """Train the base LM; returns (model, tokenizer, data, trainer, history)."""
-    data = load_text("kjv", "bpe", vocab_size=cfg.bpe_vocab, seed=ctx.seed,
-                     max_docs=cfg.max_docs)  # fmt: skip
+    data = load_text("kjv", "bpe", vocab_size=cfg.bpe_vocab, seed=ctx.seed, max_docs=cfg.max_docs)
     lm_cfg = LMConfig(
-        vocab_size=data.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads, max_len=max(cfg.seq_len, 512), mixer="softmax",
-        positions="rotary", norm="rmsnorm", ffn="swiglu",
-    )  # fmt: skip
+        vocab_size=data.vocab_size,
+        d_model=cfg.d_model,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        max_len=max(cfg.seq_len, 512),
+        mixer="softmax",
+        positions="rotary",
+        norm="rmsnorm",
+        ffn="swiglu",
+    )
     torch.manual_seed(ctx.seed)
     model = LM(lm_cfg).to(ctx.device)
     tcfg = TrainConfig(
-        steps=cfg.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-        warmup=min(cfg.warmup, cfg.steps // 2), precision=cfg.precision, compile=cfg.compile,
-        max_seconds=cfg.max_seconds, log_interval=max(1, cfg.steps // 100), seed=ctx.seed,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        seq_len=cfg.seq_len,
+        lr=cfg.lr,
+        warmup=min(cfg.warmup, cfg.steps // 2),
+        precision=cfg.precision,
+        compile=cfg.compile,
+        max_seconds=cfg.max_seconds,
+        log_interval=max(1, cfg.steps // 100),
+        seed=ctx.seed,
         progress=not ctx.quiet,
-    )  # fmt: skip
+    )
     batches = data.train_batches(cfg.batch_size, cfg.seq_len, device=ctx.device)
-    eval_fn = lm_eval_fn(data, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-                         max_batches=cfg.eval_batches)  # fmt: skip
+    eval_fn = lm_eval_fn(
+        data, batch_size=cfg.batch_size, seq_len=cfg.seq_len, max_batches=cfg.eval_batches
+    )
     trainer = Trainer(model, tcfg, batches, eval_fn=eval_fn)
     history = trainer.fit()
     return model.eval(), data.tokenizer, data, trainer, history
@@ -75,14 +88,35 @@ def train_base(cfg: BaseLMConfig, ctx: Context):
     "BPE softmax LM on the KJV, saved as safetensors + tokenizer for Medusa / DPO",
     BaseLMConfig,
     presets={
-        "smoke": {"bpe_vocab": 300, "d_model": 32, "n_layers": 1, "n_heads": 2, "seq_len": 32,
-                  "batch_size": 4, "steps": 3, "warmup": 1, "max_docs": 30, "eval_batches": 2,
-                  "sample_tokens": 8},
-        "gpu": {"bpe_vocab": 8192, "d_model": 512, "n_layers": 8, "n_heads": 8,
-                "seq_len": 256, "batch_size": 64, "steps": 4000, "lr": 1e-3, "warmup": 200,
-                "precision": "bf16", "max_seconds": 150.0, "eval_batches": 50},
+        "smoke": {
+            "bpe_vocab": 300,
+            "d_model": 32,
+            "n_layers": 1,
+            "n_heads": 2,
+            "seq_len": 32,
+            "batch_size": 4,
+            "steps": 3,
+            "warmup": 1,
+            "max_docs": 30,
+            "eval_batches": 2,
+            "sample_tokens": 8,
+        },
+        "gpu": {
+            "bpe_vocab": 8192,
+            "d_model": 512,
+            "n_layers": 8,
+            "n_heads": 8,
+            "seq_len": 256,
+            "batch_size": 64,
+            "steps": 4000,
+            "lr": 1e-3,
+            "warmup": 200,
+            "precision": "bf16",
+            "max_seconds": 150.0,
+            "eval_batches": 50,
+        },
     },
-)  # fmt: skip
+)
 def run(cfg: BaseLMConfig, ctx: Context) -> Result:
     model, tok, data, trainer, history = train_base(cfg, ctx)
     folder = save_lm(model, tok, ctx.out / "base-lm")
@@ -97,11 +131,18 @@ def run(cfg: BaseLMConfig, ctx: Context) -> Result:
     ax.grid(alpha=0.3)
     ax.legend()
     ctx.savefig(fig, "base_lm_loss.png")
-    row = {k: summary.get(k) for k in ("steps", "final_loss", "val_loss", "val_bpb",
-                                       "tokens_per_s", "params")}  # fmt: skip
+    row = {
+        k: summary.get(k)
+        for k in ("steps", "final_loss", "val_loss", "val_bpb", "tokens_per_s", "params")
+    }
     return Result(
-        metrics={**summary, "weights": str(folder), "data": data.describe(),
-                 "lm_config": dataclasses.asdict(model.cfg), "sample": sample},
+        metrics={
+            **summary,
+            "weights": str(folder),
+            "data": data.describe(),
+            "lm_config": dataclasses.asdict(model.cfg),
+            "sample": sample,
+        },
         table=[row],
         notes=[f"weights: {folder}", f"greedy sample: {json.dumps(sample)[:200]}"],
-    )  # fmt: skip
+    )

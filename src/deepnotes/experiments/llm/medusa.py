@@ -51,9 +51,18 @@ def _base(cfg: MedusaConfig, ctx: Context):
         return model, tok, data
     bcfg = BaseLMConfig(steps=cfg.base_steps)
     if cfg.base_steps < 10:  # the smoke preset: a tiny base
-        bcfg = BaseLMConfig(bpe_vocab=300, d_model=32, n_layers=1, n_heads=2, seq_len=32,
-                            batch_size=4, steps=cfg.base_steps, warmup=1, max_docs=30,
-                            eval_batches=2)  # fmt: skip
+        bcfg = BaseLMConfig(
+            bpe_vocab=300,
+            d_model=32,
+            n_layers=1,
+            n_heads=2,
+            seq_len=32,
+            batch_size=4,
+            steps=cfg.base_steps,
+            warmup=1,
+            max_docs=30,
+            eval_batches=2,
+        )
     model, tok, data, _, _ = train_base(bcfg, ctx)
     save_lm(model, tok, ctx.out / "base-lm")
     return model, tok, data
@@ -73,12 +82,26 @@ def _batches(cfg: MedusaConfig, model, data, device):
     "Medusa-1 heads on the frozen base LM: accepted length, lossless check, CPU speed",
     MedusaConfig,
     presets={
-        "smoke": {"base_steps": 2, "n_heads": 2, "steps": 3, "batch_size": 2, "seq_len": 16,
-                  "n_prompts": 2, "prompt_len": 4, "new_tokens": 8},
-        "gpu": {"steps": 1500, "batch_size": 64, "seq_len": 256, "lr": 2e-3, "n_prompts": 20,
-                "new_tokens": 128},
+        "smoke": {
+            "base_steps": 2,
+            "n_heads": 2,
+            "steps": 3,
+            "batch_size": 2,
+            "seq_len": 16,
+            "n_prompts": 2,
+            "prompt_len": 4,
+            "new_tokens": 8,
+        },
+        "gpu": {
+            "steps": 1500,
+            "batch_size": 64,
+            "seq_len": 256,
+            "lr": 2e-3,
+            "n_prompts": 20,
+            "new_tokens": 128,
+        },
     },
-)  # fmt: skip
+)
 def run(cfg: MedusaConfig, ctx: Context) -> Result:
     if cfg.data not in ("corpus", "self"):
         raise ValueError(f"data must be corpus or self, got {cfg.data!r}")
@@ -90,7 +113,7 @@ def run(cfg: MedusaConfig, ctx: Context) -> Result:
     opt = torch.optim.Adam(heads.parameters(), lr=cfg.lr)
     history = []
     batches = _batches(cfg, model, data, ctx.device)
-    for step in ctx.progress(range(cfg.steps), desc="heads"):
+    for _ in ctx.progress(range(cfg.steps), desc="heads"):
         x = next(batches)
         with torch.no_grad():
             h = model.hidden(x)
@@ -100,8 +123,11 @@ def run(cfg: MedusaConfig, ctx: Context) -> Result:
         opt.step()
         history.append(per_head)
     heads.eval()
-    save_module(heads, ctx.out / "medusa_heads.safetensors",
-                {"d_model": D, "vocab_size": V, "n_heads": cfg.n_heads})  # fmt: skip
+    save_module(
+        heads,
+        ctx.out / "medusa_heads.safetensors",
+        {"d_model": D, "vocab_size": V, "n_heads": cfg.n_heads},
+    )
 
     # held-out prompts from the validation chapters
     val = data.val.long()
@@ -110,9 +136,10 @@ def run(cfg: MedusaConfig, ctx: Context) -> Result:
     trees = {
         "dense 2^K": dense_tree([2] * cfg.n_heads),
         "dense 3-2-1": dense_tree([3, 2, 1, 1][: cfg.n_heads]),
-        "sparse 18": sparse_tree([p for p in SPARSE_4 if len(p) <= cfg.n_heads],
-                                 topk=[4, 3, 2, 2][: cfg.n_heads]),
-    }  # fmt: skip
+        "sparse 18": sparse_tree(
+            [p for p in SPARSE_4 if len(p) <= cfg.n_heads], topk=[4, 3, 2, 2][: cfg.n_heads]
+        ),
+    }
     rows = []
     t0 = time.perf_counter()
     greedy = [greedy_cached(model, p, cfg.new_tokens) for p in prompts]
@@ -124,31 +151,48 @@ def run(cfg: MedusaConfig, ctx: Context) -> Result:
             acc, equal = [], 0
             t0 = time.perf_counter()
             for p, ref in zip(prompts, greedy, strict=True):
-                out, stats = medusa_generate(model, heads, p, cfg.new_tokens, tree=tree,
-                                             temperature=temp)  # fmt: skip
+                out, stats = medusa_generate(
+                    model, heads, p, cfg.new_tokens, tree=tree, temperature=temp
+                )
                 acc += [a + 1 for a in stats.accepted]
                 equal += int(torch.equal(out, ref))
             dt = time.perf_counter() - t0
-            rows.append({
-                "tree": name, "nodes": tree.n_nodes, "acceptance": "greedy" if temp == 0 else
-                f"typical T={temp}", "mean_accepted_length": round(sum(acc) / len(acc), 3),
-                "equal_to_greedy": f"{equal}/{len(prompts)}",
-                "speedup_cpu": round(t_greedy / dt, 3),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "tree": name,
+                    "nodes": tree.n_nodes,
+                    "acceptance": "greedy" if temp == 0 else f"typical T={temp}",
+                    "mean_accepted_length": round(sum(acc) / len(acc), 3),
+                    "equal_to_greedy": f"{equal}/{len(prompts)}",
+                    "speedup_cpu": round(t_greedy / dt, 3),
+                }
+            )
     sample = tok.decode(greedy[0][0, cfg.prompt_len :].tolist())
     _plot(ctx, history, rows)
     best = max(r["mean_accepted_length"] for r in rows if r["acceptance"] == "greedy")
     return Result(
-        metrics={"final_head_ce": history[-1], "best_mean_accepted_length": best,
-                 "greedy_tokens_per_s_cpu": cfg.new_tokens * len(prompts) / t_greedy,
-                 "heads": str(ctx.out / "medusa_heads.safetensors"), "sample": sample},
+        metrics={
+            "final_head_ce": history[-1],
+            "best_mean_accepted_length": best,
+            "greedy_tokens_per_s_cpu": cfg.new_tokens * len(prompts) / t_greedy,
+            "heads": str(ctx.out / "medusa_heads.safetensors"),
+            "sample": sample,
+        },
         table=rows,
-        columns=["tree", "nodes", "acceptance", "mean_accepted_length", "equal_to_greedy",
-                 "speedup_cpu"],
-        notes=["mean accepted length = tokens per decoding forward (1.0 = greedy)",
-               "CPU speed-up is wall time of greedy / Medusa over the same cached forward; "
-               "the GPU figures come from `deepnotes bench medusa`"],
-    )  # fmt: skip
+        columns=[
+            "tree",
+            "nodes",
+            "acceptance",
+            "mean_accepted_length",
+            "equal_to_greedy",
+            "speedup_cpu",
+        ],
+        notes=[
+            "mean accepted length = tokens per decoding forward (1.0 = greedy)",
+            "CPU speed-up is wall time of greedy / Medusa over the same cached forward; "
+            "the GPU figures come from `deepnotes bench medusa`",
+        ],
+    )
 
 
 def _plot(ctx: Context, history: list[list[float]], rows: list[dict]) -> None:

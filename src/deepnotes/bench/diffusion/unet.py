@@ -170,19 +170,15 @@ def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
     ax.legend()
     ctx.savefig(fig, "ldm_unet_speed.png")
     n_params = sum(p.numel() for p in ours.parameters())
+    metrics: dict[str, float] = {"params": n_params}
+    for r in rows:
+        if r["model"] != "diffusers":
+            op = "fwd_bwd" if r["op"] == "fwd+bwd" else "sample_step"
+            metrics[f"speed_{op}_{r['model'][6:-1]}_vs_diffusers"] = r["speed_vs_diffusers"]
+    for name, err in rel.items():
+        metrics[f"output_rel_error_{name[6:-1]}"] = err
     return Result(
-        metrics={
-            **{
-                f"speed_{op.replace(' ', '_').replace('+', '_')}_{name.split()[-1].strip('()')}": r[
-                    "speed_vs_diffusers"
-                ]
-                for r in rows
-                for op, name in [(r["op"], r["model"])]
-                if name != "diffusers"
-            },
-            **{f"output_rel_error_{k.split()[-1].strip('()')}": v for k, v in rel.items()},
-            "params": n_params,
-        },  # fmt: skip
+        metrics=metrics,
         table=rows,
         columns=[
             "op",

@@ -49,7 +49,7 @@ class LDMConfig:
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance (Ho & Salimans: 0.1-0.2)
     batch_size: int = 32  # images per step for all three networks
     lr: float = 2e-3  # AdamW learning rate (cosine-decayed) for VAE and UNet
-    classifier_steps: int = 150  # steps of the separately trained evaluation classifier
+    classifier_steps: int = 400  # steps of the separately trained evaluation classifier
     guidance: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 7.5)  # w values to sample at
     samples_per_class: int = 16  # generated digits per class and guidance value
     sample_steps: int = 20  # DDIM steps (eta = 0)
@@ -95,6 +95,8 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
 
     mu1, mu2 = f1.mean(0), f2.mean(0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    # ReLU features have dead dimensions: a tiny ridge keeps sqrtm well defined
+    s1, s2 = s1 + 1e-6 * np.eye(len(s1)), s2 + 1e-6 * np.eye(len(s2))
     covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
@@ -194,7 +196,7 @@ def _train_unet(cfg, z_mean, z_std, y, ctx, gen, ac):
 def _grid_image(imgs: torch.Tensor, rows: int, cols: int) -> np.ndarray:
     """imgs: [rows*cols, 1, H, W] in [-1, 1] -> one [rows*(H+1), cols*(W+1)] array."""
     H, W = imgs.shape[-2:]
-    out = np.ones((rows * (H + 1), cols * (W + 1)), dtype=np.float32)
+    out = np.full((rows * (H + 1), cols * (W + 1)), 0.3, dtype=np.float32)  # grey lines
     a = ((imgs[:, 0].cpu().numpy() + 1) / 2).clip(0, 1)
     for i in range(rows * cols):
         r, c = divmod(i, cols)
@@ -366,7 +368,9 @@ def _plot_grids(ctx, grids, k):
 
 
 def _plot_training(ctx, vae_losses, unet_losses, x_show, vae):
-    fig, (a1, a2, a3) = ctx.figure(1, 3, figsize=(13, 3.6))
+    fig, (a1, a2, a3) = ctx.figure(
+        1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.5]}
+    )
     a1.semilogy(vae_losses)
     a1.set_xlabel("VAE step")
     a1.set_ylabel("reconstruction MSE")

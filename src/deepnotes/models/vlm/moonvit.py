@@ -44,6 +44,9 @@ class MoonViTConfig:
     rope_base: float = 10000.0  # RoPE base of the 2-D rotary frequencies
     norm_eps: float = 1e-5  # LayerNorm epsilon
     merge: int = 2  # grids are padded to a multiple of this (the projector's k x k merge)
+    pack_tokens: int = 0  # 0 = all images in one packed sequence; > 0 = packs of at most
+    # this many patches (an image larger than that gets a pack of its own): a dense
+    # block-diagonal bias costs N^2, so bounded packs keep long batches cheap without FA varlen
 
 
 def pad_image(img: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -164,7 +167,32 @@ class MoonViT(nn.Module):
             raise ValueError(f"MoonViT: grids cover {int(cu[-1])} patches, got {len(patches)}")
         x = self.patch_embed(patches).flatten(1)  # [N, D]
         pos = [interpolate_pos_table(self.pos_table, int(h), int(w)) for h, w in grids.tolist()]
-        x = (x + torch.cat(pos).to(x.dtype))[None]  # [1, N, D]
+        x = x + torch.cat(pos).to(x.dtype)
+        outs, start, lens = [], 0, (grids[:, 0] * grids[:, 1]).tolist()
+        for lo, hi in self._packs(lens):
+            n = sum(lens[lo:hi])
+            outs.append(self._encode_pack(x[start : start + n], grids[lo:hi]))
+            start += n
+        return torch.cat(outs)
+
+    def _packs(self, lens: list[int]) -> list[tuple[int, int]]:
+        """Consecutive image ranges [lo, hi) with at most cfg.pack_tokens patches each."""
+        limit = self.cfg.pack_tokens
+        if limit <= 0:
+            return [(0, len(lens))]
+        packs, lo, total = [], 0, 0
+        for i, n in enumerate(lens):
+            if i > lo and total + n > limit:
+                packs.append((lo, i))
+                lo, total = i, 0
+            total += n
+        packs.append((lo, len(lens)))
+        return packs
+
+    def _encode_pack(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+        """x: [N, D] embedded patches of the images in grids -> encoded [N, D]."""
+        cu = cu_seqlens_from_grids(grids)
+        x = x[None]  # [1, N, D]
         rows, cols = packed_positions(grids)
         cos, sin = self.rope.cos_sin(rows, cols, torch.promote_types(x.dtype, torch.float32))
 

@@ -312,6 +312,35 @@ def _smallest_length(module: nn.Module, length: int, ax: int) -> int:
             n *= 2
 
 
+def _strip_gradient(m, ax, length, other, in_channels):
+    """Backpropagate from the unit nearest the middle of a (length along ax) x (other across)
+    input; return (whether any gradient is non-zero, (first, last) non-zero pixel along ax)."""
+    size = [0, 0]
+    size[ax], size[1 - ax] = length, other
+    rows, last = module_rf_table(m, size, return_node=True)
+    units = []
+    for a, n in ((ax, length), (1 - ax, other)):
+        row = rows[a][-1]
+        # the unit whose field is closest to the middle of the input along this axis
+        units.append(
+            min(range(row.size), key=lambda u: abs(row.start + u * row.jump - (n - 1) / 2))
+        )
+    lo, hi = rows[ax][-1].box(units[0])
+    if lo < 0 or hi > length - 1:
+        raise ValueError(
+            f"input length {length} cannot hold a receptive field of {rows[ax][-1].rf}"
+        )
+    x = torch.ones(1, in_channels, *size, dtype=torch.float64, requires_grad=True)
+    y = _truncate(m, last.name)(x)
+    idx = [0, slice(None), 0, 0]
+    idx[2 + ax], idx[3 - ax] = units
+    y[tuple(idx)].sum().backward()
+    nz = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3 - ax)) > 0).flatten()
+    if len(nz) == 0:
+        return False, (0, -1)
+    return True, (int(nz.min()), int(nz.max()))
+
+
 def measure_receptive_field(
     module: nn.Module, input_size: Sequence[int] | None = None, in_channels: int | None = None
 ) -> tuple[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]:
@@ -333,23 +362,15 @@ def measure_receptive_field(
         t = theory[ax]
         length = t.rf + 2 * t.jump + int(abs(t.start)) * 2 if input_size is None else input_size[ax]
         other = _smallest_length(m, length, ax) if input_size is None else input_size[1 - ax]
-        size = [0, 0]
-        size[ax], size[1 - ax] = length, other
-        rows, last = module_rf_table(m, size, return_node=True)
-        row = rows[ax][-1]
-        # the unit whose field is closest to the middle of the strip
-        unit = min(range(row.size), key=lambda u: abs(row.start + u * row.jump - (length - 1) / 2))
-        lo, hi = row.box(unit)
-        if lo < 0 or hi > length - 1:
-            raise ValueError(f"input length {length} cannot hold a receptive field of {row.rf}")
-        x = torch.ones(1, in_channels, *size, dtype=torch.float64, requires_grad=True)
-        y = _truncate(m, last.name)(x)
-        idx = [0, slice(None), 0, 0]
-        idx[2 + ax] = unit
-        y[tuple(idx)].sum().backward()
-        g = x.grad.abs().sum(dim=(0, 1, 3 - ax))
-        nz = torch.nonzero(g > 0).flatten()
-        a, b = int(nz.min()), int(nz.max())
+        while True:
+            g, (a, b) = _strip_gradient(m, ax, length, other, in_channels)
+            # the extent along `ax` is right as soon as one valid path exists across (the
+            # axes are separable); with none (a unit that sees only padding across) widen
+            if g or input_size is not None or other > 4096:
+                break
+            other *= 2
+        if not g:
+            raise ValueError("no input pixel reaches the chosen unit (it sees only padding)")
         rfs.append(b - a + 1)
         bounds.append((a, b))
     return (rfs[0], rfs[1]), (bounds[0], bounds[1])

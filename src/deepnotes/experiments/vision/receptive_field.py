@@ -42,9 +42,9 @@ class RFConfig:
     depth: int = 8  # 3x3 conv layers of the digits CNN (theoretical r = 2 depth + 1)
     channels: int = 16  # its width
     scale: int = 3  # digits are 8x8, upsampled bilinearly to 8 scale
-    steps: int = 300  # training steps (Adam, batch below)
+    steps: int = 200  # training steps (Adam, batch below)
     batch: int = 64  # training batch
-    lr: float = 3e-3  # Adam step
+    lr: float = 2e-3  # Adam step
     erf_images: int = 256  # test digits averaged into each ERF map
     sweep_depths: str = "2,4,8,16,32"  # depths of random ReLU stacks for the ERF-vs-depth curve
     sweep_channels: int = 16  # their width
@@ -282,8 +282,9 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     d = [s["depth"] for s in sweep]
     ax.plot(d, [s["theory_radius"] for s in sweep], "k--o", label="theoretical half-width n")
     ax.plot(d, [s["radius95"] for s in sweep], "r-o", label="ERF 95% half-width")
-    ax.plot(d, [np.sqrt(x) * sweep[0]["radius95"] / np.sqrt(d[0]) for x in d], ":", color="grey",
-            label="~ sqrt(n)")  # fmt: skip
+    ax.plot(d, [s["sigma"] for s in sweep], "b-s", label="ERF Gaussian sigma")
+    ref = sweep[-1]["sigma"] / np.sqrt(d[-1])
+    ax.plot(d, [ref * np.sqrt(x) for x in d], ":", color="grey", label="~ sqrt(n)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("depth n (3x3 conv + ReLU, random init)")

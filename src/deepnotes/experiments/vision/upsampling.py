@@ -39,6 +39,7 @@ class UpsamplingConfig:
     # converges within a CPU budget; False = ESPCN's direct output
     patch: int = 48  # high-resolution training patch (a multiple of every scale)
     batch: int = 16  # patches per step
+    pool: int = 2048  # distinct training patches per scale (drawn once, then sampled)
     steps: int = 400  # Adam steps per model and scale
     lr: float = 2e-3  # Adam step size
     test_crop: int = 0  # > 0: evaluate on the central crop of this size (smoke runs)
@@ -86,10 +87,12 @@ class SR(torch.nn.Module):
         return y
 
 
-def _patches(imgs, r, cfg, gen, device):
-    """Random HR patches (with flips) and their LR versions (cubic, anti-aliased)."""
+def _patch_pool(imgs, r, cfg, gen, device):
+    """A fixed pool of random HR patches (with flips and transposes) and their LR versions
+    (anti-aliased cubic), drawn once per scale so the steps don't pay for resizing."""
+    n = max(cfg.batch, min(cfg.pool, cfg.steps * cfg.batch))
     hr, lr = [], []
-    for _ in range(cfg.batch):
+    for _ in range(n):
         im = imgs[int(gen.integers(len(imgs)))]
         y, x = gen.integers(0, im.shape[0] - cfg.patch), gen.integers(0, im.shape[1] - cfg.patch)
         p = im[y : y + cfg.patch, x : x + cfg.patch]
@@ -141,7 +144,7 @@ def _lattice(img: np.ndarray, r: int) -> float:
             "test_images": "camera",
             "test_crop": 64,
         },
-        "gpu": {"c1": 64, "c2": 32, "steps": 4000, "batch": 64, "lr": 1e-3},
+        "gpu": {"c1": 64, "c2": 32, "steps": 4000, "batch": 64, "lr": 1e-3, "pool": 8192},
     },  # fmt: skip
 )
 def run_upsampling(cfg: UpsamplingConfig, ctx: Context) -> Result:
@@ -174,6 +177,7 @@ def run_upsampling(cfg: UpsamplingConfig, ctx: Context) -> Result:
                 {"scale": r, "method": "cubic", "image": n, "psnr": psnr, "ssim": ssim,
                  "lattice": _lattice(cub, r), "lattice_hr": _lattice(hrs[n], r)}
             )  # fmt: skip
+        pool_lr, pool_hr = _patch_pool(train, r, cfg, np.random.default_rng(ctx.seed), ctx.device)
         for m in methods:
             torch.manual_seed(ctx.seed)
             model = SR(r, m, cfg).to(ctx.device)
@@ -182,12 +186,13 @@ def run_upsampling(cfg: UpsamplingConfig, ctx: Context) -> Result:
                 y0 = model.net(flat)[0, 0, 2 * r : -2 * r, 2 * r : -2 * r].cpu()
             init_maps[(r, m)] = y0.numpy()
             e0 = float(checkerboard_energy(y0 + 1e-12 * torch.randn_like(y0), r))
-            gen = np.random.default_rng(ctx.seed)
+            gen = torch.Generator().manual_seed(ctx.seed)
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
             losses, t0 = [], time.perf_counter()
             for _ in ctx.progress(range(cfg.steps), desc=f"x{r} {m}"):
-                x, y = _patches(train, r, cfg, gen, ctx.device)
+                idx = torch.randint(0, len(pool_hr), (cfg.batch,), generator=gen).to(ctx.device)
+                x, y = pool_lr[idx], pool_hr[idx]
                 loss = F.mse_loss(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -242,24 +247,31 @@ def run_upsampling(cfg: UpsamplingConfig, ctx: Context) -> Result:
 
 
 def _plot_crops(ctx, outputs, tests, scales, methods, rows):
+    """Per scale: a crop of every output, and of its error against the truth (the periodic
+    pattern of an uneven transposed conv shows best in the error)."""
     name = next(iter(tests))
-    r = scales[-1]
     hr = tests[name]
     c = min(96, hr.shape[0] // 2)
     y0, x0 = (hr.shape[0] - c) // 3, (hr.shape[1] - c) // 2  # camera: the face and hands
     cols = ["hr", "cubic", *methods]
-    fig, axes = ctx.figure(1, len(cols), figsize=(2.9 * len(cols), 3.3))
-    axes = np.atleast_1d(axes)
-    for ax, m in zip(axes, cols, strict=True):
-        img = hr if m == "hr" else outputs[(r, m, name)]
-        ax.imshow(img[y0 : y0 + c, x0 : x0 + c], cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")  # fmt: skip
-        if m == "hr":
-            ax.set_title(f"{name}, ground truth", fontsize=9)
-        else:
-            q = next(q for q in rows if (q["scale"], q["method"], q["image"]) == (r, m, name))
-            ax.set_title(f"x{r} {m}\n{q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}", fontsize=9)
-        ax.axis("off")
+    fig, axes = ctx.figure(2 * len(scales), len(cols), figsize=(2.7 * len(cols), 5.6 * len(scales)))
+    axes = np.asarray(axes).reshape(2 * len(scales), len(cols))
+    for i, r in enumerate(scales):
+        for ax, ax_err, m in zip(axes[2 * i], axes[2 * i + 1], cols, strict=True):
+            img = hr if m == "hr" else outputs[(r, m, name)]
+            crop = img[y0 : y0 + c, x0 : x0 + c]
+            ax.imshow(crop, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            err = crop - hr[y0 : y0 + c, x0 : x0 + c]
+            ax_err.imshow(err, cmap="coolwarm", vmin=-0.15, vmax=0.15, interpolation="nearest")
+            if m == "hr":
+                ax.set_title(f"{name}, ground truth ({c} px crop)", fontsize=9)
+                ax_err.set_title("error colour scale: -0.15 .. 0.15", fontsize=8)
+            else:
+                q = next(q for q in rows if (q["scale"], q["method"], q["image"]) == (r, m, name))
+                ax.set_title(f"x{r} {m}\n{q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}", fontsize=9)
+                ax_err.set_title(f"x{r} {m}: output - truth", fontsize=9)
+            ax.axis("off")
+            ax_err.axis("off")
     ctx.savefig(fig, "sr_crops.png")
 
 
@@ -281,7 +293,7 @@ def _plot_checkerboard(ctx, init_maps, rows, curves, scales, methods):
             vals.append(np.mean([q["lattice_hr" if k == "hr" else "lattice"] for q in sel]))
         ax.bar(np.arange(len(kinds)) + i * 0.4 - 0.2, vals, 0.4, label=f"x{s}")
     ax.set_yscale("log")
-    ax.set_xticks(range(len(kinds)), kinds, rotation=30, fontsize=8)
+    ax.set_xticks(range(len(kinds)), kinds, rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("energy share on the stride lattice")
     ax.set_title("checkerboard energy, test photos", fontsize=9)
     ax.legend(fontsize=8)

@@ -9,7 +9,7 @@ class:
   distribution: only the order tells the pair apart (the Something-Something property). A
   model that averages per-frame scores (TSN) is at chance within each pair;
 - appearance classes are told apart by the sprite alone (square, disc, triangle, cross), which
-  moves by a random one of the eight motions as a nuisance.
+  moves left or right or rotates either way as a nuisance.
 
 Streaming data (`action_stream`): a long untrimmed sequence of action segments (the motions
 above, on random digits) separated by background (a still digit with jitter), with a label
@@ -145,7 +145,8 @@ def action_clips(
             poses.append(_motion(int(y), frames, rng))
         else:
             sprites.append(shapes[y - N_TEMPORAL])
-            poses.append(_motion(int(rng.integers(N_TEMPORAL)), frames, rng))
+            # nuisance: a random move or rotation (a fade or a shrink would hide the shape)
+            poses.append(_motion(int(rng.integers(4)), frames, rng))
     colors = PALETTE[rng.integers(len(PALETTE), size=n)]
     clips = _render(torch.stack(sprites), np.stack(poses), colors, size)
     gen = torch.Generator().manual_seed(seed)

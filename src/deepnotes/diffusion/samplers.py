@@ -59,6 +59,7 @@ def _randn_like(x: torch.Tensor, generator) -> torch.Tensor:
 # --------------------------------------------------------------------------- NCSN Langevin
 
 
+@torch.no_grad()
 def langevin_dynamics(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -74,6 +75,7 @@ def langevin_dynamics(
     return x
 
 
+@torch.no_grad()
 def annealed_langevin_dynamics(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,

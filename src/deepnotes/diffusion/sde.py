@@ -153,6 +153,10 @@ class VPSDE(SDE):
 
     def discretize(self, x, t):
         """DDPM: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z, i.e. f = (sqrt(alpha_i) - 1) x."""
+        if self.beta_1 / self.N >= 1:
+            raise ValueError(
+                f"N={self.N} is too small for the DDPM discretisation: beta_max / N must be < 1"
+            )
         t = _as_t(t, x)
         i = self.timestep(t).cpu()
         beta = self.discrete_betas[i].to(x)

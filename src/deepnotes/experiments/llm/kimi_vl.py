@@ -189,9 +189,9 @@ def subsets(samples) -> dict[str, np.ndarray]:
         ),
         "gpu": dict(
             scale=1.0,
-            n_train=6000,
-            n_eval=1200,
-            steps=1500,
+            n_train=5000,
+            n_eval=1000,
+            steps=1000,
             batch=64,
             lr=1e-3,
             d_vision=192,
@@ -202,6 +202,7 @@ def subsets(samples) -> dict[str, np.ndarray]:
             lm_heads=8,
             experts=8,
             top_k=2,
+            pack_tokens=4096,
         ),
     },
 )
@@ -235,7 +236,9 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
             "tokens/image": round(float(np.mean(tok)), 1),
             "tokens min-max": f"{min(tok)}-{max(tok)}",
         }
-        row.update({k: round(float(correct[m].mean()), 3) for k, m in groups.items()})
+        row.update(
+            {k: round(float(correct[m].mean()), 3) if m.any() else None for k, m in groups.items()}
+        )
         row.update(
             {
                 "final loss": round(float(np.mean(losses[-20:])), 3),
@@ -289,7 +292,7 @@ def _plot(ctx, rows, curves, loads, groups, cfg):
     for j, r in enumerate(rows):
         xs = np.arange(len(names)) + (j - (len(rows) - 1) / 2) * width
         label = f"{r['input']} ({r['tokens/image']} tokens/image)"
-        ax.bar(xs, [r[n] for n in names], width, label=label)
+        ax.bar(xs, [r[n] or 0.0 for n in names], width, label=label)
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
     ax.set_ylabel("exact-match accuracy")
     ax.set_ylim(0, 1.05)

@@ -297,11 +297,11 @@ def run_ldm(cfg: LDMConfig, ctx: Context) -> Result:
         rows.append({"guidance_w": w, "class_accuracy": (pred == labels).float().mean().item(),
                      "worst_class_accuracy": min(per_class), "classifier_fd": fd,
                      "pixel_std": imgs.std().item()})  # fmt: skip
-        k = cfg.grid_per_class
+        k = min(cfg.grid_per_class, n)
         grids[w] = imgs.view(10, n, *imgs.shape[1:])[:, :k].reshape(10 * k, *imgs.shape[1:])
 
     _plot_tradeoff(ctx, rows, clf_acc, fd_real)
-    _plot_grids(ctx, grids, cfg.grid_per_class)
+    _plot_grids(ctx, grids, min(cfg.grid_per_class, n))
     _plot_training(ctx, vae_losses, unet_losses, x_te[:8], vae)
     best = max(rows, key=lambda r: r["class_accuracy"])
     return Result(

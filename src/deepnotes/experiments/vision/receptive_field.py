@@ -288,7 +288,7 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("depth n (3x3 conv + ReLU, random init)")
-    ax.set_ylabel("half-width (px)")
+    ax.set_ylabel("half-width or sigma (px)")
     ax.set_title("ERF vs depth", fontsize=9)
     ax.legend(fontsize=7)
     ctx.savefig(fig, "erf_maps.png")

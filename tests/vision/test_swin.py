@@ -123,3 +123,16 @@ def test_swin_t_parameters_equal_transformers():
         hf = transformers.SwinForImageClassification(transformers.SwinConfig(num_labels=1000))
     n_hf = sum(p.numel() for p in hf.parameters())
     assert n_hf == _count(swin_t())[0] == 28_288_354
+
+
+def test_vit_baseline_shapes_and_errors():
+    from deepnotes.models.vit import ViT, ViTConfig
+
+    m = ViT(
+        ViTConfig(image_size=24, patch_size=3, in_chans=1, dim=30, depth=2, heads=3, num_classes=7)
+    )
+    assert m(torch.randn(5, 1, 24, 24)).shape == (5, 7)
+    with pytest.raises(ValueError, match="expected images"):
+        m(torch.randn(5, 1, 20, 20))
+    with pytest.raises(ValueError, match="multiple"):
+        ViTConfig(image_size=25, patch_size=4)

@@ -43,7 +43,7 @@ class SwinExpConfig:
     vit_patch: int = 3  # ViT patch side (8×8 = 64 tokens at 24²)
     vit_depth: int = 5  # ViT blocks; its width is chosen to match Swin's parameters
     vit_heads: int = 3  # ViT heads
-    steps: int = 300  # optimiser steps per model
+    steps: int = 250  # optimiser steps per model
     batch_size: int = 32  # images per step
     lr: float = 1e-3  # AdamW peak learning rate (warm-up 10%, cosine decay)
     weight_decay: float = 0.05  # AdamW weight decay (the paper's)

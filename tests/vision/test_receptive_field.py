@@ -160,3 +160,14 @@ def test_mass_radius_of_a_uniform_square():
     assert mass_radius(erf, 0.5) < 5.0
     with pytest.raises(ValueError):
         mass_radius(erf, 0.0)
+
+
+def test_strip_measurement_equals_square_image():
+    """The cheap strip (one valid path across) gives the extent a full square image gives."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 5, 2, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1, 2, 3),
+    )  # fmt: skip
+    strip, _ = measure_receptive_field(net)
+    square, _ = measure_receptive_field(net, (71, 71))
+    assert strip == square == (receptive_field(net, 71),) * 2

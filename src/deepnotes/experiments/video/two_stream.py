@@ -91,7 +91,7 @@ def _acc(p: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
             width=32,
             epochs=30,
             batch=64,
-            max_seconds=30.0,
+            max_seconds=20.0,
             workers=16,
         ),
     },  # fmt: skip

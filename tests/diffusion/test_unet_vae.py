@@ -14,7 +14,7 @@ from deepnotes.models.loaders.diffusers import (
     unet_state_dict_from_diffusers,
     vae_from_diffusers,
 )
-from tests.helpers import assert_close
+from tests.helpers import assert_close, rel_rms
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -127,6 +127,18 @@ def test_sd_v1_unet_key_mapping_on_meta():
     n_peer = sum(p.numel() for p in peer.parameters())
     assert n_ours == n_peer == 859_520_964  # SD v1's 860M-parameter UNet
     ours.load_state_dict(mapped, assign=True)
+
+
+def test_context_mask_ignores_padding_tokens():
+    """Masked condition tokens change nothing: padded context == the context without them."""
+    unet = UNet(UNetConfig(block_channels=(16, 32), attn_blocks=(True, True), n_heads=2)).eval()
+    x, t = torch.randn(2, 4, 6, 6), torch.tensor([3, 700])
+    ctx = torch.randn(2, 5, 32)
+    padded = torch.cat([ctx, 100 * torch.randn(2, 3, 32)], dim=1)
+    mask = torch.arange(8)[None, :].expand(2, -1) < 5
+    with torch.no_grad():
+        assert_close(unet(x, t, padded, context_mask=mask), unet(x, t, ctx))
+        assert rel_rms(unet(x, t, padded), unet(x, t, ctx)) > 1e-3
 
 
 def test_loader_rejects_unsupported_configs():

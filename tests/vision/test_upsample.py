@@ -61,9 +61,13 @@ def test_interpolate_equals_torch(src, dst, dtype):
         kw = {"align_corners": ac} if mode == "bilinear" else {}
         ref = F.interpolate(x, size=dst, mode=mode, **kw)
         assert_close(interpolate(x, size=dst, mode=mode, align_corners=ac), ref, what=mode)
-    for scale in (2, 3, 4):
-        ref = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-        assert_close(interpolate(x, scale_factor=scale, mode="bilinear"), ref)
+    for scale in (2, 3, 4, 1.5, 2.5, 0.5):  # torch maps with 1 / scale, not size ratios
+        for mode, ac in [("nearest", False), ("nearest-exact", False), ("bilinear", False),
+                         ("bilinear", True)]:  # fmt: skip
+            kw = {"align_corners": ac} if mode == "bilinear" else {}
+            ref = F.interpolate(x, scale_factor=scale, mode=mode, **kw)
+            ours = interpolate(x, scale_factor=scale, mode=mode, align_corners=ac)
+            assert_close(ours, ref, what=f"{mode} x{scale}")
 
 
 def test_align_corners_keeps_the_corners():

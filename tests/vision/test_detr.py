@@ -155,6 +155,7 @@ def test_attention_maps_gradients_and_errors():
 
 
 def test_coco_map_by_hand_and_duplicate_rate():
+    pytest.importorskip("pycocotools", reason="pycocotools (the [vision] extra) computes COCO AP")
     from deepnotes.vision.boxes import box_xyxy_to_cxcywh
     from deepnotes.vision.metrics import coco_map, duplicate_rate
 

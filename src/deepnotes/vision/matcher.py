@@ -11,7 +11,6 @@ one-to-one assignment of least total cost is found with `scipy.optimize.linear_s
 from __future__ import annotations
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from deepnotes.vision.boxes import box_cxcywh_to_xyxy, generalized_box_iou
@@ -60,6 +59,8 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
+        from scipy.optimize import linear_sum_assignment  # the [vision] extra
+
         out = []
         for c in self.cost_matrices(outputs, targets):
             i, j = linear_sum_assignment(c.numpy())

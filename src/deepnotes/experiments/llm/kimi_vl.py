@@ -55,6 +55,7 @@ class KimiVLExperimentConfig:
     top_k: int = 2  # routed experts per token
     square: int = 0  # side of the fixed square (pixels); 0 = equal mean token budget
     modes: str = "native,square"  # which runs, comma-separated
+    qtypes: str = ",".join(QTYPES)  # question types to generate, comma-separated
     eval_batch: int = 64  # images per evaluation forward
     pack_tokens: int = 512  # ViT patches per packed sequence (0 = the whole batch in one)
 
@@ -189,9 +190,9 @@ def subsets(samples) -> dict[str, np.ndarray]:
         ),
         "gpu": dict(
             scale=1.0,
-            n_train=5000,
+            n_train=4000,
             n_eval=1000,
-            steps=1000,
+            steps=800,
             batch=64,
             lr=1e-3,
             d_vision=192,
@@ -210,7 +211,7 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
     modes = [m.strip() for m in cfg.modes.split(",") if m.strip()]
     if not modes or any(m not in ("native", "square") for m in modes):
         raise ValueError(f"modes must be a comma-separated subset of native,square: {cfg.modes!r}")
-    vqa = VQAConfig(scale=cfg.scale)
+    vqa = VQAConfig(scale=cfg.scale, qtypes=tuple(q.strip() for q in cfg.qtypes.split(",")))
     t0 = time.perf_counter()
     train_s = VQAGenerator(vqa, seed=ctx.seed).samples(cfg.n_train)
     eval_s = VQAGenerator(vqa, seed=ctx.seed + 10_000).samples(cfg.n_eval)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepnotes.layers.attention import MultiHeadAttention
+from deepnotes.layers.attention import MultiHeadAttention, attention
 
 
 @dataclass
@@ -156,11 +156,26 @@ class WindowAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x: [B * nW, M*M, C]; mask: [nW, M*M, M*M] or None -> [B * nW, M*M, C]."""
         bias = self.position_bias()[None]  # [1, h, N, N]
-        if mask is not None:
-            nW = mask.shape[0]
-            # windows are ordered (batch, window): repeat the per-window mask over the batch
-            bias = (bias + mask.to(bias)[:, None]).repeat(x.shape[0] // nW, 1, 1, 1)
-        return self.attn(x, attn_bias=bias)
+        if mask is None:
+            return self.attn(x, attn_bias=bias)
+        # SW-MSA: the mask depends on the window, not on the image. Fold the windows into
+        # the head axis, q: [B, nW*h, N, d], so that one [1, nW*h, N, N] bias broadcasts over
+        # the batch instead of being copied B times.
+        a, nW = self.attn, mask.shape[0]
+        Bw, N, C = x.shape
+        B = Bw // nW
+
+        def heads(t: Tensor) -> Tensor:
+            t = t.view(B, nW, N, a.n_heads, a.head_dim).permute(0, 1, 3, 2, 4)
+            return t.reshape(B, nW * a.n_heads, N, a.head_dim)
+
+        bias = (bias + mask.to(bias)[:, None]).reshape(1, nW * a.n_heads, N, N)
+        o = attention(
+            heads(a.q_proj(x)), heads(a.k_proj(x)), heads(a.v_proj(x)), attn_bias=bias,
+            dropout_p=a.dropout if self.training else 0.0, scale=a.scale, impl=a.impl,
+        )  # fmt: skip
+        o = o.view(B, nW, a.n_heads, N, a.head_dim).permute(0, 1, 3, 2, 4).reshape(Bw, N, C)
+        return a.out_proj(o)
 
 
 class Mlp(nn.Module):

@@ -87,8 +87,15 @@ def _models(cfg: SwinExpConfig) -> dict:
             depth=cfg.vit_depth, heads=cfg.vit_heads, num_classes=10,
         )  # fmt: skip
 
-    dims = range(cfg.vit_heads * 2, cfg.vit_heads * 128, cfg.vit_heads * 2)
-    best = min(dims, key=lambda d: abs(sum(p.numel() for p in ViT(vit(d)).parameters()) - n_swin))
+    # the ViT width (a multiple of 2·heads) whose parameter count is closest to Swin's
+    best, best_gap = cfg.vit_heads * 2, float("inf")
+    with torch.device("meta"):  # sizes only: no memory, no init
+        for d in range(cfg.vit_heads * 2, cfg.vit_heads * 256, cfg.vit_heads * 2):
+            gap = sum(p.numel() for p in ViT(vit(d)).parameters()) - n_swin
+            if abs(gap) < best_gap:
+                best, best_gap = d, abs(gap)
+            if gap > 0:
+                break
     return {
         "Swin (shifted windows)": lambda: Swin(sc),
         "Swin, no shift (W-MSA only)": lambda: Swin(SwinConfig(**{**sc.__dict__, "shift": False})),

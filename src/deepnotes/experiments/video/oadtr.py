@@ -240,6 +240,7 @@ def _plot(ctx, rows, curves, scores, y_te) -> None:
         a3.plot(loss, lw=1, c=f"C{i}", label=name)
     a3.set_yscale("log")
     a3.set_xlabel("step")
-    a3.set_ylabel("training loss (OadTR: current + anticipation CE)")
+    a3.set_ylabel("training loss")
+    a3.set_title("training (OadTR: current + anticipation CE; GRU: current CE)")
     a3.legend(fontsize=8)
     ctx.savefig(fig, "oadtr.png")

@@ -63,17 +63,35 @@ def converter(tp: Any):
     return maybe_none(str)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """Add `--field` options for every dataclass field (default None = keep the config's)."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    defaults: dict[str, Any] | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> None:
+    """Add `--field` options for every dataclass field (default None = keep the config's).
+
+    Help text: the field's source comment, how to write the value, and its default, which is
+    `defaults[name]` when given (a --budget preset's value) else the dataclass default.
+    Fields in `hidden` get no option.
+    """
     hints = typing.get_type_hints(config_cls)
+    comments = field_comments(config_cls)
     group = parser.add_argument_group(f"{config_cls.__name__} fields")
     for f in dataclasses.fields(config_cls):
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
-        help_text = f.metadata.get("help", "")
+        if f.name in hidden:
+            continue
+        if defaults is not None and f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        if isinstance(default, list | tuple):
+            default = ",".join(map(str, default)) or "(empty)"
+        text = f.metadata.get("help") or comments.get(f.name, "")
         flags = sorted({f"--{f.name.replace('_', '-')}", f"--{f.name}"}, key=len)
         group.add_argument(
             *flags,
@@ -81,7 +99,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
             type=converter(hints[f.name]),
             default=None,
             metavar=f.name.upper(),
-            help=f"{help_text} (default: {default})".strip(),
+            help=f"{text} [{type_hint_text(hints[f.name])}; default: {default}]".strip(),
         )
 
 
@@ -91,3 +109,63 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         for k, v in vars(args).items()
         if k.startswith("cfg__") and v is not None
     }
+
+
+def field_comments(config_cls: type) -> dict[str, str]:
+    """The comment written after each field of a @dataclass config (and on the comment-only
+    lines just below it), for every class in its MRO: the text of `--help`."""
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    out: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        src = inspect.cleandoc("\n" + src) if src.startswith((" ", "\t")) else src
+        tree = ast.parse(src)
+        cls_node = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+        starts = {
+            n.target.id: (n.lineno, n.end_lineno)
+            for n in cls_node.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        }
+        comments: dict[int, str] = {}
+        code_lines: set[int] = set()
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.string.lstrip("#").strip()
+            elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                                  tokenize.DEDENT, tokenize.ENDMARKER):  # fmt: skip
+                code_lines.add(tok.start[0])
+        for name, (first, last) in starts.items():
+            parts = [comments[i] for i in range(first, last + 1) if i in comments]
+            line = last + 1
+            while line in comments and line not in code_lines:  # continuation lines
+                parts.append(comments[line])
+                line += 1
+            text = " ".join(p for p in parts if p and p != "fmt: skip")
+            if text:
+                out[name] = text
+    return out
+
+
+def type_hint_text(tp: Any) -> str:
+    """How to write a value of annotation `tp` on the command line."""
+    tp, optional = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    none = "; none for None" if optional else ""
+    if tp is bool:
+        return "true/false" + none
+    if origin in (list, tuple):
+        return "comma-separated list, e.g. a,b" + none
+    if origin is typing.Literal:
+        return "one of " + "|".join(str(c) for c in typing.get_args(tp)) + none
+    if origin is dict:
+        return "JSON object, e.g. '{\"k\": 1}'" + none
+    return getattr(tp, "__name__", str(tp)) + none

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import pkgutil
+import shutil
 import sys
 import time
 import traceback
@@ -29,8 +31,9 @@ from typing import Any, Literal
 
 import torch
 
+from deepnotes.job_checks import check_config
 from deepnotes.registry import Registry
-from deepnotes.utils.env import device_name, versions
+from deepnotes.utils.env import device_name, reset_threads_used, versions
 from deepnotes.utils.io import atomic_write, atomic_write_json
 from deepnotes.utils.plot import pyplot
 from deepnotes.utils.seed import seed_everything
@@ -47,6 +50,7 @@ class Result:
     table: list[dict[str, Any]] = field(default_factory=list)  # one row per setting / peer
     columns: list[str] | None = None  # column order for the printed table
     notes: list[str] = field(default_factory=list)  # caveats printed under the table
+    failed: list[str] = field(default_factory=list)  # rows that failed (exit status 1 or 3)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Context:
     seed: int = 0
     budget: str = "default"
     quiet: bool = False
+    resume: bool = False  # continue the run already in `out` (jobs that can: Job.resumable)
 
     def progress(self, iterable: Iterable | None = None, **kw: Any):
         """A tqdm progress bar (disabled with DEEPNOTES_NO_PROGRESS=1 or quiet runs)."""
@@ -94,6 +99,8 @@ class Job:
     config_cls: type
     fn: Callable[[Any, Context], Result]
     presets: dict[str, dict[str, Any]]  # budget name -> field overrides
+    check: Callable[[Any], None] | None = None  # job-specific config check (ConfigError)
+    resumable: bool = False  # can continue a run in an existing --out (--resume)
 
     def make_config(self, budget: str = "default", **overrides: Any):
         if budget not in self.presets and budget != "default":
@@ -113,29 +120,50 @@ EXPERIMENTS: Registry[Job] = Registry("experiment")
 SUITES: Registry[Job] = Registry("benchmark suite")
 
 
-def _decorator(registry: Registry[Job], kind, name, description, config, presets):
+def _decorator(registry: Registry[Job], kind, name, description, config, presets, **kw):
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"{name}: config must be a @dataclass, got {config!r}")
 
     def wrap(fn):
-        registry.add(name, Job(name, kind, description, config, fn, dict(presets or {})))
+        job = Job(name, kind, description, config, fn, dict(presets or {}), **kw)
+        registry.add(name, job)
         return fn
 
     return wrap
 
 
-def experiment(name: str, description: str, config: type, presets: dict | None = None):
+def experiment(
+    name: str,
+    description: str,
+    config: type,
+    presets: dict | None = None,
+    *,
+    check: Callable[[Any], None] | None = None,
+    resumable: bool = False,
+):
     """Register `fn(cfg, ctx) -> Result` as `deepnotes run NAME`.
 
     `presets` maps budget names to config overrides. Every job should define a "smoke"
-    budget that finishes in seconds on a CPU: the test suite runs it.
+    budget that finishes in seconds on a CPU: the test suite runs it. `check(cfg)` raises
+    `ConfigError` for values the generic checks (`deepnotes.job_checks`) cannot know about.
+    `resumable`: the job continues a run found in its output folder when ctx.resume is set.
     """
-    return _decorator(EXPERIMENTS, "experiment", name, description, config, presets)
+    return _decorator(EXPERIMENTS, "experiment", name, description, config, presets,
+                      check=check, resumable=resumable)  # fmt: skip
 
 
-def suite(name: str, description: str, config: type, presets: dict | None = None):
+def suite(
+    name: str,
+    description: str,
+    config: type,
+    presets: dict | None = None,
+    *,
+    check: Callable[[Any], None] | None = None,
+    resumable: bool = False,
+):
     """Register `fn(cfg, ctx) -> Result` as `deepnotes bench NAME` (rows = measurements)."""
-    return _decorator(SUITES, "bench", name, description, config, presets)
+    return _decorator(SUITES, "bench", name, description, config, presets,
+                      check=check, resumable=resumable)  # fmt: skip
 
 
 _DISCOVERED = False
@@ -184,6 +212,51 @@ def recorded_command(argv: list[str]) -> str:
     return " ".join(["deepnotes", *kept])
 
 
+MARKER = ".deepnotes-run"  # written into every output folder: what --force may clear
+
+
+class OutputError(ValueError):
+    """--out cannot be used as asked (a file, not creatable, or holds another run)."""
+
+
+def prepare_out(out: Path, *, resume: bool = False, force: bool = False) -> Path:
+    """Check (and make) an output folder before any work starts.
+
+    An existing non-empty folder is refused unless `resume` (continue the run in it) or
+    `force` (clear it first; only folders this program made, which hold MARKER).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if force:
+            if not (out / MARKER).exists():
+                raise OutputError(
+                    f"--out {out}: not empty and not made by deepnotes; --force clears only "
+                    "folders deepnotes made. Choose another --out"
+                )
+            shutil.rmtree(out)
+        elif not resume:
+            raise OutputError(
+                f"--out {out}: already holds results; add --resume to continue that run or "
+                "--force to overwrite it"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).touch()
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    return out
+
+
+def _short(v: Any) -> str:
+    """A metric for the terminal: floats to 4 significant digits, long values cut."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    text = str(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def run_job(
     job: Job,
     cfg: Any,
@@ -194,18 +267,25 @@ def run_job(
     budget: str = "default",
     quiet: bool = False,
     command: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run a job, write results.json next to its plots, print the table; return the record.
+    """Check the config, run the job, write results.json next to its plots, print the table;
+    return the record. Raises ConfigError (before any folder is made) for a bad config.
 
-    Under torchrun (RANK set) only rank 0 makes the folder, writes and prints.
+    Under torchrun (RANK set) only rank 0 makes the folder, writes and prints. With `resume`
+    the wall time adds up over the runs that made the folder's results.
     """
+    check_config(job, cfg)
     out = Path(out) if out is not None else default_out(job)
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    previous = _previous_record(out) if resume else None
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    ctx = Context(out=out, device=device, seed=seed, budget=budget, quiet=quiet or not main_rank)
+    ctx = Context(out=out, device=device, seed=seed, budget=budget,
+                  quiet=quiet or not main_rank, resume=resume)  # fmt: skip
     seed_everything(seed)
+    reset_threads_used()
     started = datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()
     result = job.fn(cfg, ctx)
@@ -213,6 +293,9 @@ def run_job(
     if not isinstance(result, Result):
         raise TypeError(f"{job.name} returned {type(result).__name__}, expected Result")
     plots = sorted(p.name for p in out.glob("*.png"))
+    before = 0.0
+    if previous is not None:
+        before = float(previous.get("wall_time_total_s", previous.get("wall_time_s", 0.0)))
     record = {
         "name": job.name,
         "kind": job.kind,
@@ -223,11 +306,14 @@ def run_job(
         "metrics": result.metrics,
         "table": result.table,
         "notes": result.notes,
+        "failed": result.failed,
         "plots": plots,
         "device": str(device),
         "device_name": device_name(device),
         "versions": versions(),
-        "wall_time_s": wall,
+        "wall_time_s": wall,  # this run
+        "wall_time_total_s": before + wall,  # every run that made these results
+        "resumed": previous is not None,
         "started": started,
         "command": command or recorded_command(sys.argv[1:]),
     }
@@ -235,13 +321,32 @@ def run_job(
         return record
     atomic_write_json(out / "results.json", record)
     if not quiet:
-        print(f"\n{job.kind} {job.name} ({wall:.1f} s)")
-        print(format_table(result.table, result.columns))
-        for n in result.notes:
-            print(f"note: {n}")
-        for k, v in result.metrics.items():
-            print(f"{k}: {v}")
-        print(f"wrote {out / 'results.json'} and {len(plots)} plot(s)")
+        _print_summary(job, result, record, out)
     if not plots:
         raise RuntimeError(f"{job.name} wrote no .png plot to {out}")
     return record
+
+
+def _previous_record(out: Path) -> dict | None:
+    try:
+        return json.loads((Path(out) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _print_summary(job: Job, result: Result, record: dict, out: Path, most: int = 12) -> None:
+    wall = record["wall_time_s"]
+    total = record["wall_time_total_s"]
+    took = f"{wall:.1f} s" + (f", {total:.1f} s with the runs resumed" if record["resumed"] else "")
+    print(f"\n{job.kind} {job.name} ({took})")
+    print(format_table(result.table, result.columns))
+    for n in result.notes:
+        print(f"note: {n}")
+    items = list(result.metrics.items())
+    for k, v in items[:most]:
+        print(f"{k}: {_short(v)}")
+    if len(items) > most:
+        print(f"({len(items) - most} more metrics, at full precision, in results.json)")
+    if result.failed:
+        print(f"FAILED: {', '.join(map(str, result.failed))}")
+    print(f"wrote {out / 'results.json'} and {len(record['plots'])} plot(s)")

@@ -26,7 +26,7 @@ class ArenaConfig:
     # of each of the 12 mixers takes ~1.4 s on one thread of a loaded 2-core CPU (S4 ~0.75 s,
     # its kernel costs the same whatever the batch), so ~3.5-4.5 min in all
     lr: float = 3e-3  # AdamW peak lr (small model)
-    warmup: int = 15  # warm-up steps
+    warmup: int = 15  # linear warm-up steps (0 = none)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (bf16 on GPU)
     eval_every: int = 50  # steps between validation evaluations
     eval_batches: int = 6  # validation batches per evaluation (final one included)
@@ -40,15 +40,12 @@ class ArenaConfig:
     reserve_seconds: float = 10.0  # training time kept for each mixer still to run when the
     # guard binds (so a slow mixer cannot starve the ones after it)
     threads: int = 1  # CPU threads (1 is fastest on a shared 2-core machine); 0 = torch's
-    resume: bool = True  # reuse finished mixers' results in OUT/mixers/ (same config)
     strict: bool = False  # re-raise a mixer's failure instead of recording it in the table
     max_docs: int | None = None  # first documents of the corpus only (quick runs)
 
 
 # fields that do not change a mixer's result (so resuming ignores them)
-NOT_RESULT_FIELDS = (
-    "mixers", "exclude", "max_total_seconds", "reserve_seconds", "resume", "strict",
-)  # fmt: skip
+NOT_RESULT_FIELDS = ("mixers", "exclude", "max_total_seconds", "reserve_seconds", "strict")
 
 
 def select_mixers(cfg: ArenaConfig) -> list[str]:

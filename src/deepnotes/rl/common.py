@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -160,16 +159,3 @@ def evaluate(
 
 def seeds_list(seeds: Sequence[int] | int) -> list[int]:
     return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run a block with `torch.set_num_threads(n)`, restoring the previous count after."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -44,7 +44,7 @@ class TrainConfig:
     seq_len: int = 256  # tokens per sequence; for building iterators (the loop takes batches)
     lr: float = 3e-4  # peak learning rate, reached at the end of the warm-up
     min_lr_ratio: float = 0.1  # final lr / peak lr of the cosine (GPT-3 used 0.1)
-    warmup: int = 100  # linear warm-up steps: keeps early Adam steps small
+    warmup: int = 100  # linear warm-up steps (0 = none): keeps early Adam steps small
     decay: str = "cosine"  # lr shape after warm-up: cosine | linear | constant
     weight_decay: float = 0.1  # decoupled decay of matrices (not norms/biases/embeddings)
     beta1: float = 0.9  # Adam first-moment decay

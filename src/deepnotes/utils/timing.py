@@ -9,9 +9,11 @@ not otherwise expose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -56,6 +58,26 @@ def time_ms(
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def _native_output_silenced():
+    """Send the C++ side's stdout/stderr to /dev/null: the profiler's Kineto backend logs
+    `profiler_start` / `CPUAllocator` lines there on every run, which no Python setting
+    reaches. Python's own streams are flushed first, so nothing of ours is lost."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
     """Peak bytes allocated by one call of `fn()` above the memory live before it."""
     device = torch.device(device)
@@ -68,9 +90,12 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
         return int(torch.cuda.max_memory_allocated(device) - base)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _native_output_silenced(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         fn()
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, _native_output_silenced():
         path = os.path.join(d, "trace.json")
         prof.export_chrome_trace(path)
         with open(path) as f:

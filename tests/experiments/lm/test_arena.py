@@ -31,9 +31,7 @@ def test_guard_is_a_safety_net_not_a_share(tmp_path, monkeypatch):
     caps = _stub_records(monkeypatch, capped=set())
     job = jobs.EXPERIMENTS.get("arena")
     names = ["softmax", "linear", "gru"]
-    cfg = job.make_config(
-        "smoke", mixers=names, max_total_seconds=100.0, reserve_seconds=10.0, resume=False
-    )
+    cfg = job.make_config("smoke", mixers=names, max_total_seconds=100.0, reserve_seconds=10.0)
     rec = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)
     # The first mixer may use all but the reserve of the two after it (a per-mixer share
     # would have given it ~33 s and capped a slow mixer on an otherwise idle machine).
@@ -47,11 +45,41 @@ def test_guard_is_a_safety_net_not_a_share(tmp_path, monkeypatch):
 def test_capped_mixer_is_reported_loudly(tmp_path, monkeypatch):
     _stub_records(monkeypatch, capped={"linear"})
     job = jobs.EXPERIMENTS.get("arena")
-    cfg = job.make_config("smoke", mixers=["softmax", "linear"], resume=False)
+    cfg = job.make_config("smoke", mixers=["softmax", "linear"])
     rec = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)
     assert rec["metrics"]["equal_budget"] is False
     assert rec["metrics"]["capped"] == ["linear"]
     assert rec["notes"][0].startswith("WARNING: UNEQUAL BUDGET") and "linear" in rec["notes"][0]
+
+
+def test_resume_reuses_finished_mixers_and_reruns_capped_and_failed_ones(tmp_path, monkeypatch):
+    ran = []
+
+    def stub(name, cfg, data, ctx, max_seconds, bar):
+        ran.append(name)
+        first = ran.count(name) == 1
+        if name == "gru" and first:
+            raise RuntimeError("boom")
+        capped = name == "linear" and first
+        status = f"TIME CAP at step 1/{cfg.steps}" if capped else "ok"
+        row = {"mixer": name, "val_bpb": 5.0, "steps": 1 if capped else cfg.steps,
+               "train_s": 0.0, "status": status}  # fmt: skip
+        return {"row": row, "history": [], "sample": ""}
+
+    monkeypatch.setattr(arena, "run_mixer", stub)
+    job = jobs.EXPERIMENTS.get("arena")
+    cfg = job.make_config("smoke", mixers=["softmax", "linear", "gru"], strict=False)
+    first = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)
+    assert first["failed"] == ["gru"] and first["metrics"]["capped"] == ["linear"]
+    second = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True, resume=True)
+    assert ran == ["softmax", "linear", "gru", "linear", "gru"]  # softmax was not rerun
+    reused = {r["mixer"]: r["reused"] for r in second["table"]}
+    assert reused == {"softmax": True, "linear": False, "gru": False}
+    assert second["metrics"]["reused"] == ["softmax"] and second["failed"] == []
+    assert second["resumed"] is True
+    assert second["wall_time_total_s"] == first["wall_time_s"] + second["wall_time_s"]
+    third = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)  # no --resume
+    assert not any(r["reused"] for r in third["table"]) and third["resumed"] is False
 
 
 def test_default_budget_has_no_binding_cap():

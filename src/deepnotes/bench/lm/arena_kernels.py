@@ -44,6 +44,7 @@ from deepnotes.models.lm import build_lm
 from deepnotes.models.lm_arena import arena_config, lm_config, select_mixers
 from deepnotes.ops.backend import ENV_VAR, interpreting
 from deepnotes.train import TrainConfig, Trainer
+from deepnotes.utils.env import threads
 from deepnotes.utils.io import atomic_write_json
 
 # modules whose public op decides its path through `use_triton` (imported by name there)
@@ -239,16 +240,11 @@ def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
         acfg.gen_tokens = cfg.gen_tokens
     names = select_mixers(arena_config(mixers=cfg.mixers))
     data = cached_text(acfg.corpus, acfg.max_docs)
-    old_threads = torch.get_num_threads()
-    if ctx.device.type == "cpu" and cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with threads(cfg.threads if ctx.device.type == "cpu" else 0):
         rows = []
         for name in ctx.progress(names, desc="mixers"):
             rows.append(compare_mixer(name, cfg, acfg, data, ctx))
             atomic_write_json(ctx.out / "rows.json", rows)  # partial results survive a kill
-    finally:
-        torch.set_num_threads(old_threads)
     _plot(ctx, rows)
     cpu_note = (
         "CPU: with kernel_backend='auto' both sides run the PyTorch forms (the kernels need "

@@ -22,6 +22,7 @@ import torch
 
 import deepnotes.mixers as M
 from deepnotes.jobs import Context, Result, suite
+from deepnotes.utils.env import threads
 from deepnotes.utils.fit import extrapolate, power_law_exponent
 from deepnotes.utils.timing import peak_memory_bytes, time_ms
 
@@ -96,13 +97,8 @@ def _measure(mixer, x, device, cfg: MixersBenchConfig):
 )
 def bench_mixers(cfg: MixersBenchConfig, ctx: Context) -> Result:
     dtype = getattr(torch, cfg.dtype)
-    threads = torch.get_num_threads()
-    if cfg.threads > 0 and ctx.device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    try:
+    with threads(cfg.threads if ctx.device.type == "cpu" else 0):
         return _sweep(cfg, ctx, dtype)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _sweep_one(
@@ -147,7 +143,7 @@ def _worker(label, name, kw, cfg_dict, seed):
     """One mixer's sweep in a worker process (CPU only)."""
     cfg = MixersBenchConfig(**cfg_dict)
     if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads)  # a worker process of its own: nothing to restore
     dtype = getattr(torch, cfg.dtype)
     return _sweep_one(label, name, kw, cfg, torch.device("cpu"), seed, dtype, lambda _: None)
 

@@ -18,8 +18,10 @@ a slow newly added mixer: a mixer is stopped early only when the whole run would
 pass the guard (keeping `reserve_seconds` for each mixer still to run). A stopped mixer
 breaks the equal budget, and the run says so loudly: its status reads "TIME CAP", the first
 note lists every capped mixer, and `metrics["equal_budget"]` is False. Results are written
-atomically per mixer under OUT/mixers/ as each finishes; rerunning with the same --out and
-config reuses them, so a crash loses at most the mixer in progress.
+atomically per mixer under OUT/mixers/ as each finishes. Rerunning with the same --out and
+--resume reuses the mixers that ran their full budget under the same config and marks them
+"reused"; failed and time-capped mixers run again. A crash loses at most the mixer in
+progress.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from deepnotes.experiments.lm.common import (
     train_lm,
 )
 from deepnotes.generate import timed_generate
+from deepnotes.job_checks import ConfigError
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.lm import build_lm
 from deepnotes.models.lm_arena import (
@@ -51,6 +54,7 @@ from deepnotes.models.lm_arena import (
     lm_config,
     select_mixers,
 )
+from deepnotes.utils.env import threads
 from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.timing import peak_memory_bytes
 
@@ -118,22 +122,27 @@ def _row_failed(name: str, err: BaseException) -> dict:
     return {"row": {"mixer": name, "status": msg[:120]}, "history": [], "sample": ""}
 
 
+def check_arena(cfg: ArenaConfig) -> None:
+    """Mixers that exist and can drive a decoder LM, before anything runs."""
+    try:
+        select_mixers(cfg)
+    except ValueError as e:
+        raise ConfigError("mixers", cfg.mixers, str(e)) from None
+
+
 @experiment(
     "arena",
     "the same byte-level LM trained with every causal mixer: bits/byte, speed, memory, samples",
     ArenaConfig,
     presets=ARENA_PRESETS,
+    check=check_arena,
+    resumable=True,
 )
 def run(cfg: ArenaConfig, ctx: Context) -> Result:
     names = select_mixers(cfg)
-    old_threads = torch.get_num_threads()
-    if ctx.device.type == "cpu" and cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     load0 = _load_average()
-    try:
+    with threads(cfg.threads if ctx.device.type == "cpu" else 0):
         records = _run_all(cfg, ctx, names)
-    finally:
-        torch.set_num_threads(old_threads)
     load1 = _load_average()
     load = None if load0 is None or load1 is None else (load0, load1)
     return _report(cfg, ctx, records, load)
@@ -147,6 +156,19 @@ def _load_average() -> float | None:
         return None
 
 
+def _reusable(path, fp: str) -> dict | None:
+    """A finished mixer's saved record, if it may stand in this run: same config and seed
+    (fingerprint), and it ran its full budget. Failed and time-capped rows run again."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    status = str(saved.get("row", {}).get("status", ""))
+    if saved.get("fingerprint") != fp or status not in ("ok", "diverged"):
+        return None
+    return saved
+
+
 def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict]:
     data = cached_text(cfg.corpus, cfg.max_docs)
     out_dir = ctx.out / "mixers"
@@ -154,37 +176,40 @@ def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict
     start = time.perf_counter()
     overhead = []  # seconds per mixer spent outside training (eval, memory, decoding)
     bar = ctx.progress(total=len(names) * cfg.steps, desc="arena")
-    for i, name in enumerate(names):
-        fp = fingerprint(cfg, name, ctx.device, ctx.seed)
-        path = out_dir / f"{name}.json"
-        if cfg.resume and path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("fingerprint") == fp:
+    try:
+        for i, name in enumerate(names):
+            fp = fingerprint(cfg, name, ctx.device, ctx.seed)
+            path = out_dir / f"{name}.json"
+            saved = _reusable(path, fp) if ctx.resume else None
+            if saved is not None:
+                saved["row"]["reused"] = True
                 records[name] = saved
                 bar.update(cfg.steps)
                 ctx.log(f"arena: reusing {path}")
                 continue
-        left = cfg.max_total_seconds - (time.perf_counter() - start)
-        per = sum(overhead) / len(overhead) if overhead else 0.0
-        # The guard binds only when the whole run would pass it: this mixer may train for
-        # what is left, less its own evaluation/decoding time and a reserve for each mixer
-        # still to run. (No per-mixer share: a slow mixer gets the same steps as the rest.)
-        cap = max(1.0, left - per - cfg.reserve_seconds * (len(names) - i - 1))
-        bar.set_description(f"arena: {name}")
-        t0 = time.perf_counter()
-        try:
-            rec = run_mixer(name, cfg, data, ctx, cap, bar)
-        except Exception as err:  # noqa: BLE001 - one broken mixer must not sink the rest
-            if cfg.strict:
-                raise
-            ctx.log(f"arena: {name} failed:\n{traceback.format_exc(limit=4)}")
-            rec = _row_failed(name, err)
-        overhead.append(max(0.0, time.perf_counter() - t0 - rec["row"].get("train_s", 0.0)))
-        rec["fingerprint"] = fp
-        atomic_write_json(path, rec)  # a crash later loses nothing finished
-        records[name] = rec
-        bar.update(max(0, cfg.steps - rec["row"].get("steps", cfg.steps)))
-    bar.close()
+            left = cfg.max_total_seconds - (time.perf_counter() - start)
+            per = sum(overhead) / len(overhead) if overhead else 0.0
+            # The guard binds only when the whole run would pass it: this mixer may train for
+            # what is left, less its own evaluation/decoding time and a reserve for each mixer
+            # still to run. (No per-mixer share: a slow mixer gets the same steps as the rest.)
+            cap = max(1.0, left - per - cfg.reserve_seconds * (len(names) - i - 1))
+            bar.set_description(f"arena: {name}")
+            t0 = time.perf_counter()
+            try:
+                rec = run_mixer(name, cfg, data, ctx, cap, bar)
+            except Exception as err:  # noqa: BLE001 - one broken mixer must not sink the rest
+                if cfg.strict:
+                    raise
+                ctx.log(f"arena: {name} failed:\n{traceback.format_exc(limit=4)}")
+                rec = _row_failed(name, err)
+            overhead.append(max(0.0, time.perf_counter() - t0 - rec["row"].get("train_s", 0.0)))
+            rec["fingerprint"] = fp
+            rec["row"]["reused"] = False
+            atomic_write_json(path, rec)  # a crash later loses nothing finished
+            records[name] = rec
+            bar.update(max(0, cfg.steps - rec["row"].get("steps", cfg.steps)))
+    finally:
+        bar.close()  # before any message about an interruption
     return records
 
 
@@ -241,10 +266,15 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None)
     metrics["equal_budget"] = not capped
     metrics["capped"] = capped
     metrics["failed"] = len(records) - len(ok)
+    reused = [n for n, r in records.items() if r["row"].get("reused")]
+    metrics["reused"] = reused
+    if reused:
+        notes.append(f"reused from an earlier run in this folder (--resume): {', '.join(reused)}")
     if rows:
         metrics["best"] = rows[0]["row"]["mixer"]
     columns = [
         "rank", "mixer", "val_bpb", "params", "train_tok_s", "peak_mem_mb", "gen_tok_s",
-        "gen_path", "steps", "status",
+        "gen_path", "steps", "status", "reused",
     ]  # fmt: skip
-    return Result(metrics=metrics, table=table, columns=columns, notes=notes)
+    failed = [n for n in records if n not in ok]
+    return Result(metrics=metrics, table=table, columns=columns, notes=notes, failed=failed)

@@ -60,7 +60,7 @@ class AttentionScalingConfig:
     batch_size: int = 16  # sequences per step
     steps: int = 300  # optimizer steps per run
     lr: float = 2e-3  # AdamW peak lr (small model, short run)
-    warmup: int = 30  # warm-up steps
+    warmup: int = 30  # linear warm-up steps (0 = none)
     eval_every: int = 50  # steps between evaluations
     eval_batches: int = 8  # validation batches per evaluation
     max_docs: int | None = None  # first documents of the corpus only (quick runs)

@@ -46,7 +46,7 @@ class MoEConfig:
     batch_size: int = 16  # sequences per step
     steps: int = 250  # optimizer steps per run
     lr: float = 2e-3  # AdamW peak lr
-    warmup: int = 25  # warm-up steps
+    warmup: int = 25  # linear warm-up steps (0 = none)
     eval_every: int = 50  # steps between evaluations
     eval_batches: int = 8  # validation batches per evaluation
     log_every: int = 5  # steps between expert-load records

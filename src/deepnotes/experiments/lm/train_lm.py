@@ -2,7 +2,10 @@
 
     deepnotes run train-lm --data kjv --steps 2000 --device cuda --precision bf16
     torchrun --standalone --nproc_per_node 8 -m deepnotes run train-lm --distributed fsdp
-    resume after a stop: the same command with --ckpt-dir DIR --resume auto
+    resume after a stop: the same command with --out DIR --resume
+
+Checkpoints go to --ckpt-dir (default OUT/checkpoints, every --ckpt-interval steps and at the
+end); --resume continues from the newest one.
 
 Every `LMConfig` field (model) and `TrainConfig` field (optimisation, precision, checkpoints,
 distribution) is an option, next to the data fields below; --batch-size is the global batch
@@ -59,9 +62,13 @@ def _split(cfg: TrainLMConfig) -> tuple[TrainConfig, dict]:
     "train the decoder LM on a corpus (any mixer; bf16/fp16; checkpoints; DDP/FSDP by torchrun)",
     TrainLMConfig,
     presets={"smoke": SMOKE},
+    resumable=True,
 )
 def run(cfg: TrainLMConfig, ctx: Context) -> Result:
     tcfg, lm_kw = _split(cfg)
+    if tcfg.ckpt_dir is None:
+        tcfg.ckpt_dir = str(ctx.out / "checkpoints")
+    tcfg.resume = "auto" if ctx.resume else ""
     info = setup_distributed()
     device = info.device if info.enabled else ctx.device
     try:

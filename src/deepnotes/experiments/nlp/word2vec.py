@@ -18,10 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from deepnotes.jobs import Context, Result, experiment
-from deepnotes.nlp.words import corpus_sentences
 from deepnotes.nlp.word2vec import (
     Word2Vec,
     analogy_accuracy,
@@ -29,6 +27,8 @@ from deepnotes.nlp.word2vec import (
     nearest,
     word_similarity,
 )
+from deepnotes.nlp.words import corpus_sentences
+from deepnotes.utils.env import threads
 
 
 @dataclass
@@ -131,11 +131,9 @@ def _rho_se(n: int) -> float:
 )
 def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
     sentences = corpus_sentences(cfg.corpus, cfg.max_tokens)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
     rows, metrics, notes, losses = [], {}, [], {}
     impls = ["deepnotes", "gensim"] if cfg.gensim else ["deepnotes"]
-    try:
+    with threads(cfg.threads):
         for arch in cfg.archs:
             for rep in range(cfg.seeds):
                 seed = ctx.seed + rep
@@ -191,8 +189,6 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
                     metrics[f"{arch}/{k}/diff"] = diff
                     if k.endswith("_rho"):
                         metrics[f"{arch}/{k}/within_0.05"] = abs(diff) <= 0.05
-    finally:
-        torch.set_num_threads(old_threads)
     r0 = rows[0]
     if r0["analogy_covered"] == 0 and math.isnan(r0["wordsim353_rho"]):
         notes.append("gensim is not installed: no evaluation sets, quality not measured")

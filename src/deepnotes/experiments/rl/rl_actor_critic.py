@@ -15,7 +15,7 @@ import numpy as np
 
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import a2c, off_policy_ac, qac
-from deepnotes.rl.common import torch_threads
+from deepnotes.utils.env import threads
 from deepnotes.utils.io import atomic_write_json
 
 ALGOS = {
@@ -45,7 +45,7 @@ class ActorCriticConfig:
     presets={"smoke": {"steps": 400, "seeds": [0], "eval_every": 200, "eval_episodes": 1}},
 )
 def run(cfg: ActorCriticConfig, ctx: Context) -> Result:
-    with torch_threads(cfg.threads):
+    with threads(cfg.threads):
         return _run(cfg, ctx)
 
 

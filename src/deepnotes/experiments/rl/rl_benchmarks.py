@@ -27,10 +27,9 @@ import numpy as np
 
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.rl import a2c, ddpg, trpo
-from deepnotes.rl.common import torch_threads
 from deepnotes.rl.peers import sb3_available, train_sb3
 from deepnotes.rl.recorder import Recorder, eval_seed
-from deepnotes.utils.env import package_version
+from deepnotes.utils.env import package_version, threads
 from deepnotes.utils.io import atomic_write_json
 
 
@@ -241,7 +240,7 @@ def plot_curves(ctx: Context, runs: dict, tasks: list[str]) -> None:
     },
 )
 def run(cfg: RLBenchConfig, ctx: Context) -> Result:
-    with torch_threads(cfg.threads):
+    with threads(cfg.threads):
         return _run(cfg, ctx)
 
 

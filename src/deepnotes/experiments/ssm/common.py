@@ -86,3 +86,12 @@ def collect_rows(ctx, fn: Callable, calls: list[tuple], workers: int, desc: str,
         bar.update(1)
     bar.close()
     return rows
+
+
+def failed_labels(rows: list[dict], *keys: str) -> list[str]:
+    """Labels ("mixer task width") of the rows whose run raised (`failed_row`)."""
+    return [
+        " ".join(str(r[k]) for k in keys)
+        for r in rows
+        if str(r.get("status", "")).startswith("error")
+    ]

@@ -30,6 +30,7 @@ from deepnotes.data.synthetic import IGNORE, mqar, selective_copying
 from deepnotes.experiments.ssm.common import (
     RUN_COLUMNS,
     collect_rows,
+    failed_labels,
     failed_row,
     fit_row,
     fit_task,
@@ -63,7 +64,7 @@ class RecallConfig:
     batch_size: int = 64  # sequences per step (32 was too few for d=32 to learn in 1000)
     lr: float = 1e-3  # AdamW peak learning rate (3e-3 stalled softmax on MQAR)
     weight_decay: float = 0.0  # decoupled weight decay (none: runs are short)
-    warmup: int = 50  # linear warm-up steps
+    warmup: int = 50  # linear warm-up steps (0 = none)
     train_examples: int = 20000  # fixed training pool per task (sampled with replacement)
     eval_examples: int = 256  # held-out examples per task
     time_budget_s: float = 0.0  # optional training wall-clock cap of the whole job (0 = none)
@@ -197,6 +198,7 @@ def run_recall(cfg: RecallConfig, ctx: Context) -> Result:
         metrics=_metrics(rows, cfg),
         table=rows,
         columns=["mixer", "task", "width", *RUN_COLUMNS],
+        failed=failed_labels(rows, "mixer", "task", "width"),
         notes=_notes(rows, cfg, per_run, workers, tasks),
     )
 

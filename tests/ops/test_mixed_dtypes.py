@@ -73,6 +73,7 @@ def test_flash_attn_mixed_dtypes_without_autocast_promote():
 
 
 @cpu_only
+@pytest.mark.filterwarnings("error:Dynamo detected a call to a `functools")  # no cached calls
 def test_flash_attn_is_one_opaque_op_under_torch_compile(seed):
     """Dynamo sees the custom op, not the Triton launches; aot_eager (fake tensors for the
     shapes, register_autograd for backward) gives the eager values and gradients."""

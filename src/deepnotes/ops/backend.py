@@ -39,14 +39,22 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.cache
-def triton_version() -> str | None:
-    """The installed Triton's version, or None when Triton is missing."""
+def _find_triton_version() -> str | None:
     try:
         import triton
     except ImportError:
         return None
     return triton.__version__
+
+
+# Looked up once at import: a plain value, which torch.compile reads without the warning it
+# gives for a functools.cache-wrapped call inside a traced function.
+_TRITON_VERSION = _find_triton_version()
+
+
+def triton_version() -> str | None:
+    """The installed Triton's version, or None when Triton is missing."""
+    return _TRITON_VERSION
 
 
 def input_dtype(*tensors: torch.Tensor) -> torch.dtype:

@@ -45,7 +45,10 @@ def threads(n: int):
 @functools.cache
 def code_revision() -> str:
     """The git commit of the source tree ("+dirty" with uncommitted changes), or the installed
-    package version when the code is not a git checkout."""
+    package version when the code is not a git checkout. DEEPNOTES_REVISION overrides both,
+    for a copy of the tree without its .git (e.g. shipped to a GPU machine)."""
+    if os.environ.get("DEEPNOTES_REVISION"):
+        return os.environ["DEEPNOTES_REVISION"]
     src = Path(__file__).resolve().parents[1]
     try:
         run = lambda *a: subprocess.run(

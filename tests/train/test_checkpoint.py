@@ -132,3 +132,85 @@ def test_resume_continues_exactly(tmp_path, optimizer, seed):
     final_a = C.load_weights(C.find_latest(tmp_path / "a") / "model.safetensors")
     final_b = C.load_weights(C.find_latest(tmp_path / "b") / "model.safetensors")
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+# ----------------------------------------------------------------------------- damage
+def _truncate(f):
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _garble(f):
+    data = bytearray(f.read_bytes())
+    for i in range(0, len(data), 7):  # flip bytes all through the file, headers included
+        data[i] ^= 0x5A
+    f.write_bytes(bytes(data))
+
+
+DAMAGE = {"truncate": _truncate, "garble": _garble, "empty": lambda f: f.write_bytes(b"")}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("name", ["model.safetensors", "state.pt", "meta.json"])
+def test_damaged_file_named_and_nothing_restored(tmp_path, seed, name, damage):
+    tr = trained(tmp_path, steps=2)
+    path = C.find_latest(tmp_path)
+    DAMAGE[damage](path / name)
+    model = tiny_lm(dropout=0.1)
+    opt = torch.optim.AdamW(model.parameters())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(C.CheckpointError, match=f"{path / name}.*damaged|{path / name}.*lacks"):
+        C.load_checkpoint(path, model=model, optimizer=opt)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert opt.state_dict()["state"] == {}  # the optimizer was not touched either
+    del tr
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "state.pt", "meta.json"])
+def test_resume_falls_back_past_a_damaged_newest(tmp_path, seed, name):
+    trained(tmp_path, steps=4, ckpt_interval=2, keep_checkpoints=3)
+    newest = tmp_path / "step-00000004"
+    _truncate(newest / name)
+    with pytest.warns(UserWarning, match=f"skipping damaged.*{name}.*step-00000002"):
+        assert C.find_latest(tmp_path).name == "step-00000002"
+    assert C.find_latest(tmp_path, check=False) == newest  # existence alone misses it
+    cfg = TrainConfig(steps=4, warmup=2, progress=False, ckpt_dir=str(tmp_path), resume="auto")
+    tr = Trainer(tiny_lm(dropout=0.1), cfg, TokenWindows(torch.randint(0, 32, (999,)), 4, 16))
+    with pytest.warns(UserWarning, match="skipping damaged"):
+        tr.fit()
+    assert tr.resumed_from.endswith("step-00000002") and tr.step == 4
+    _truncate(tmp_path / "step-00000002" / "state.pt")  # every checkpoint damaged: none
+    _truncate(tmp_path / "step-00000004" / "state.pt")
+    with pytest.warns(UserWarning, match="no usable checkpoint"):
+        assert C.find_latest(tmp_path) is None
+
+
+def test_shape_mismatch_named_before_anything_is_restored(tmp_path, seed):
+    trained(tmp_path, steps=2)
+    path = C.find_latest(tmp_path)
+    wider = tiny_lm(d=48)  # another width: every matrix differs
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(C.CheckpointError, match=r"model\.safetensors.*shape"):
+        C.load_checkpoint(path, model=wider)
+    assert all(torch.equal(before[k], v) for k, v in wider.state_dict().items())
+    deeper = tiny_lm(layers=3)
+    with pytest.raises(C.CheckpointError, match="missing"):
+        C.load_checkpoint(path, model=deeper)
+    model = tiny_lm(dropout=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    two_groups = torch.optim.AdamW([{"params": [p]} for p in model.parameters()])
+    with pytest.raises(C.CheckpointError, match=r"state\.pt.*parameter groups"):
+        C.load_checkpoint(path, model=model, optimizer=two_groups)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_state_without_expected_keys_is_refused(tmp_path, seed):
+    trained(tmp_path, steps=2)
+    path = C.find_latest(tmp_path)
+    state = torch.load(path / "state.pt", weights_only=True)
+    del state["rng"]
+    torch.save(state, path / "state.pt")
+    with pytest.raises(C.CheckpointError, match=r"state\.pt: training state lacks \['rng'\]"):
+        C.load_checkpoint(path, model=tiny_lm(dropout=0.1))
+    (path / "meta.json").write_text('{"tokens": 3}')
+    with pytest.raises(C.CheckpointError, match="meta.json: metadata has no integer 'step'"):
+        C.read_checkpoint(path)

@@ -13,7 +13,12 @@ A checkpoint is written into a hidden temporary directory and renamed into place
 complete (a rename is atomic on POSIX); then `latest` is replaced atomically
 (`deepnotes.utils.io`). A crash at any moment leaves `latest` naming a complete
 checkpoint. `find_latest` also falls back to the newest complete directory if `latest` is
-missing or stale.
+missing or stale, and skips (with a warning) a newest checkpoint whose files are damaged.
+
+`load_checkpoint` validates every file before it touches the model or the optimizer: each
+file must load, hold the expected keys, and match the model's parameter names and shapes
+and the optimizer's parameter groups. A damaged or mismatched file raises `CheckpointError`
+naming the file and what is wrong, and nothing has been restored.
 
 Under DDP rank 0 writes (all ranks hold the same weights); the RNG states of every rank are
 gathered so each rank resumes its own stream. Under FSDP the full (unsharded) state is
@@ -28,6 +33,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,6 +43,12 @@ from deepnotes.utils.io import atomic_write_json, atomic_write_text
 from deepnotes.utils.seed import rng_state, set_rng_state
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_STATE_KEYS = ("optimizer", "scheduler", "precision", "data", "rng", "trainer")
+_RNG_KEYS = ("python", "numpy", "torch")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: the message names the file and the fault."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -232,18 +244,144 @@ def _prune(ckpt_dir: Path, keep: int, protect: str) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def find_latest(ckpt_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint `latest` names if complete, else the newest complete one, else None."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return None
+# ----------------------------------------------------------------------------- validation
+def _read(path: Path, what: str, reader):
+    """reader(path), with any failure (truncation, bad bytes, missing) as a CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing ({what})")
+    try:
+        return reader(path)
+    except Exception as e:  # safetensors, pickle, zip and json errors have no common base
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(f"{path}: damaged {what}, cannot be read ({type(e).__name__}: "
+                              f"{msg})") from e  # fmt: skip
+
+
+def check_module_state(path, expected: dict[str, torch.Tensor], sd: dict) -> None:
+    """Raise CheckpointError unless `sd` has exactly `expected`'s names and shapes."""
+    missing = sorted(set(expected) - set(sd))
+    extra = sorted(set(sd) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: weights do not match the model: missing {missing[:5]}"
+                              f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                              f"{'...' if len(extra) > 5 else ''}")  # fmt: skip
+    for name, t in expected.items():
+        got = sd[name]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(t.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise CheckpointError(
+                f"{path}: {name!r} has shape {shape}, the model expects {tuple(t.shape)}"
+            )
+
+
+def check_optimizer_state(path, optimizer: torch.optim.Optimizer, sd) -> None:
+    """Raise CheckpointError unless `sd` fits `optimizer`: same groups, same parameter
+    counts, and per-parameter state tensors of the parameters' shapes."""
+    if not isinstance(sd, dict) or not {"state", "param_groups"} <= set(sd):
+        raise CheckpointError(f"{path}: optimizer state lacks 'state'/'param_groups'")
+    groups = sd["param_groups"]
+    ours = optimizer.param_groups
+    if len(groups) != len(ours):
+        raise CheckpointError(f"{path}: optimizer has {len(groups)} parameter groups, the run "
+                              f"has {len(ours)}")  # fmt: skip
+    for i, (g, o) in enumerate(zip(groups, ours, strict=True)):
+        if len(g.get("params", ())) != len(o["params"]):
+            raise CheckpointError(f"{path}: optimizer group {i} has {len(g.get('params', ()))} "
+                                  f"parameters, the run has {len(o['params'])}")  # fmt: skip
+    by_id = {
+        pid: p
+        for g, o in zip(groups, ours, strict=True)
+        for pid, p in zip(g["params"], o["params"], strict=True)
+    }
+    for pid, st in sd["state"].items():
+        if pid not in by_id:  # FSDP's full optimizer state is keyed by name: no ids to check
+            continue
+        p = by_id[pid]
+        for k, v in st.items():
+            # Same-rank states (Adam moments) must match; factored ones (lower rank) may not.
+            if isinstance(v, torch.Tensor) and v.dim() == p.dim() and v.shape != p.shape:
+                raise CheckpointError(f"{path}: optimizer state {k!r} of parameter {pid} has "
+                                      f"shape {tuple(v.shape)}, the parameter "
+                                      f"{tuple(p.shape)}")  # fmt: skip
+
+
+def check_rng_state(path, rng) -> None:
+    """Raise CheckpointError unless `rng` looks like `deepnotes.utils.seed.rng_state()`."""
+    if not isinstance(rng, dict) or not set(_RNG_KEYS) <= set(rng):
+        raise CheckpointError(f"{path}: RNG state lacks {list(_RNG_KEYS)}")
+
+
+def _read_meta(path: Path) -> dict:
+    meta = _read(path, "metadata", lambda p: json.loads(p.read_text()))
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise CheckpointError(f"{path}: metadata has no integer 'step'")
+    return meta
+
+
+def _read_state(path: Path) -> dict:
+    state = _read(path, "training state",
+                  lambda p: torch.load(p, map_location="cpu", weights_only=True))  # fmt: skip
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: training state is a {type(state).__name__}, not a dict")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: training state lacks {missing}")
+    rngs = state["rng"]
+    if not isinstance(rngs, list) or not rngs:
+        raise CheckpointError(f"{path}: training state has no RNG states")
+    for r in rngs:
+        check_rng_state(path, r)
+    return state
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
+    """Load and check one checkpoint directory: (weights, state, meta), touching no model.
+
+    Raises CheckpointError naming the damaged file.
+    """
+    path = Path(path)
+    meta = _read_meta(path / "meta.json")
+    weights = _read(path / "model.safetensors", "weights", load_weights)
+    state = _read_state(path / "state.pt")
+    return weights, state, meta
+
+
+def _candidates(ckpt_dir: Path) -> list[Path]:
+    """Step directories newest first, the one `latest` names leading."""
+    dirs = list(reversed(_step_dirs(ckpt_dir)))
     pointer = ckpt_dir / "latest"
     if pointer.is_file():
         target = ckpt_dir / pointer.read_text().strip()
-        if _STEP_DIR.match(target.name) and _complete(target):
-            return target
-    dirs = _step_dirs(ckpt_dir)
-    return dirs[-1] if dirs else None
+        if target in dirs:
+            dirs.remove(target)
+            dirs.insert(0, target)
+    return dirs
+
+
+def find_latest(ckpt_dir: str | os.PathLike, *, check: bool = True) -> Path | None:
+    """The checkpoint `latest` names if complete and readable, else the newest one that is,
+    else None. A damaged checkpoint skipped on the way is reported with a warning.
+
+    check: read every file of the candidate (False: only check that the files exist).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    skipped = []
+    for d in _candidates(ckpt_dir):
+        if check:
+            try:
+                read_checkpoint(d)
+            except CheckpointError as e:
+                skipped.append(str(e))
+                continue
+        if skipped:
+            warnings.warn(f"skipping damaged checkpoint(s): {'; '.join(skipped)}; resuming from "
+                          f"{d}", stacklevel=2)  # fmt: skip
+        return d
+    if skipped:
+        warnings.warn(f"no usable checkpoint in {ckpt_dir}: {'; '.join(skipped)}", stacklevel=2)
+    return None
 
 
 def load_checkpoint(
@@ -258,16 +396,23 @@ def load_checkpoint(
 ) -> dict:
     """Restore everything `save_checkpoint` wrote; return the saved trainer state.
 
-    `path` is a checkpoint directory or a `ckpt_dir` (then its latest checkpoint is used).
+    `path` is a checkpoint directory or a `ckpt_dir` (then its newest readable checkpoint is
+    used, skipping damaged ones with a warning). Every file is read and checked against
+    `model` and `optimizer` first; a damaged or mismatched file raises `CheckpointError`
+    (a ValueError naming the file) before anything is restored.
     """
     path = Path(path)
-    if not _complete(path):
-        found = find_latest(path)
+    if not (path / "meta.json").exists() and not (path / "model.safetensors").exists():
+        found = find_latest(path)  # a ckpt_dir: its newest readable checkpoint
         if found is None:
             raise ValueError(f"no complete checkpoint at {str(path)!r}")
         path = found
-    load_model_state(model, load_weights(path / "model.safetensors", device="cpu"))
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    weights, state, _ = read_checkpoint(path)
+    # Validate against this run before anything is restored (no half-restored state).
+    check_module_state(path / "model.safetensors", unwrap(model).state_dict(), weights)
+    if optimizer is not None and state["optimizer"] is not None:
+        check_optimizer_state(path / "state.pt", optimizer, state["optimizer"])
+    load_model_state(model, weights)
     if optimizer is not None and state["optimizer"] is not None:
         load_optimizer_state(model, optimizer, state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

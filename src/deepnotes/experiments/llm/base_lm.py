@@ -28,15 +28,15 @@ from deepnotes.train.lm import lm_eval_fn
 
 @dataclass
 class BaseLMConfig:
-    bpe_vocab: int = 2048  # BPE vocabulary (trained on the training chapters only)
-    d_model: int = 128  # residual width
-    n_layers: int = 4  # blocks
-    n_heads: int = 4  # attention heads
-    seq_len: int = 128  # training window (tokens)
-    batch_size: int = 32  # windows per step
-    steps: int = 600  # optimizer steps
+    bpe_vocab: int = 1024  # BPE vocabulary (trained on the training chapters only)
+    d_model: int = 64  # residual width
+    n_layers: int = 2  # blocks
+    n_heads: int = 2  # attention heads
+    seq_len: int = 64  # training window (tokens)
+    batch_size: int = 16  # windows per step
+    steps: int = 400  # optimizer steps
     lr: float = 2e-3  # peak learning rate (small models take a large one)
-    warmup: int = 50  # linear warm-up steps
+    warmup: int = 40  # linear warm-up steps
     precision: str = "fp32"  # fp32 | bf16
     compile: bool = False  # torch.compile the model (GPU)
     max_seconds: float = 0.0  # wall-clock cap on training (0 = none)

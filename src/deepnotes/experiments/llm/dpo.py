@@ -31,16 +31,16 @@ from deepnotes.jobs import Context, Result, experiment
 @dataclass
 class DPOConfig:
     base: str = ""  # base LM folder (`deepnotes run base-lm`); "" = train a small one here
-    base_steps: int = 300  # steps of that small base
+    base_steps: int = 400  # steps of that small base
     marker: str = "LORD"  # the reward counts this word in a response
-    n_prompts: int = 128  # training prompts (pairs come from these)
-    n_eval: int = 64  # held-out prompts for the before/after rates
+    n_prompts: int = 96  # training prompts (pairs come from these)
+    n_eval: int = 48  # held-out prompts for the before/after rates
     k: int = 8  # samples per prompt
-    prompt_len: int = 16  # prompt tokens
-    resp_len: int = 24  # response tokens
+    prompt_len: int = 12  # prompt tokens
+    resp_len: int = 16  # response tokens
     beta: float = 0.1  # DPO β (TRL's default)
     loss_type: str = "sigmoid"  # sigmoid | hinge | ipo
-    steps: int = 150  # optimisation steps (DPO and the SFT baseline)
+    steps: int = 80  # optimisation steps (DPO and the SFT baseline)
     batch_size: int = 16  # pairs per step
     lr: float = 1e-4  # Adam learning rate
 

@@ -30,17 +30,17 @@ from deepnotes.jobs import Context, Result, experiment
 @dataclass
 class MedusaConfig:
     base: str = ""  # folder from `deepnotes run base-lm` (its base-lm/); "" = train one here
-    base_steps: int = 300  # steps of the small base trained when --base is empty
+    base_steps: int = 400  # steps of the small base trained when --base is empty
     n_heads: int = 4  # Medusa heads K
     data: str = "corpus"  # corpus (KJV windows) | self (the base's greedy continuations)
-    steps: int = 400  # head training steps
-    batch_size: int = 32  # windows per step
-    seq_len: int = 128  # tokens per window
+    steps: int = 200  # head training steps
+    batch_size: int = 16  # windows per step
+    seq_len: int = 64  # tokens per window
     lr: float = 1e-3  # Adam learning rate of the heads
     decay: float = 0.8  # loss weight of head k is decay^(k-1)
-    n_prompts: int = 8  # held-out prompts decoded
-    prompt_len: int = 32  # tokens per prompt
-    new_tokens: int = 64  # tokens generated per prompt
+    n_prompts: int = 6  # held-out prompts decoded
+    prompt_len: int = 16  # tokens per prompt
+    new_tokens: int = 48  # tokens generated per prompt
     temperature: float = 0.7  # temperature of the typical-acceptance run
 
 

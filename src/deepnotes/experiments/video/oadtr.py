@@ -47,10 +47,10 @@ class OadTRExpConfig:
     enc_layers: int = 2  # OadTR encoder layers
     dec_layers: int = 1  # OadTR decoder layers
     gru_hidden: int = 128  # GRU state width
-    steps: int = 300  # optimiser steps per model
+    steps: int = 500  # optimiser steps per model
     chunks: int = 4  # random stretches of the training stream per step
     chunk: int = 64  # labelled frames per stretch (each also sees `window` - 1 before it)
-    lr: float = 1e-3  # AdamW peak learning rate (cosine decay)
+    lr: float = 2e-3  # AdamW peak learning rate (cosine decay)
     max_seconds: float = 0.0  # wall-clock cap per model (0 = none; the GPU preset caps)
 
 

@@ -3,6 +3,10 @@
     tokens [B, T] -> embedding (+ learned positions) -> n_layers x [x + Mixer(Norm(x));
     x + MLP(Norm(x))] -> Norm -> mean over real tokens -> Linear -> logits [B, n_classes]
 
+`prenorm=False` gives the post-norm blocks of S4's LRA configs, x = Norm(x + Mixer(x)) (and
+x = Norm(x + MLP(x))), with no final norm; `mlp=False` drops the MLP (S4's LRA blocks are
+the SSM layer alone: its GLU output layer does the channel mixing).
+
 Unlike the decoder LM (`deepnotes.models.lm`), the mixers may be bidirectional
 (causal=False), as Long Range Arena's encoders are. Padding: `mask` [B, T] (True = real)
 goes to every mixer and to the pooling, so padded tokens never reach the prediction.
@@ -34,6 +38,8 @@ class SeqModelConfig:
     positions: bool = True  # learned absolute positions (SSMs and RNNs do not need them)
     ffn: str = "gelu"  # FFN kind (deepnotes.layers.ffn)
     norm: str = "layernorm"  # "layernorm" | "rmsnorm"
+    prenorm: bool = True  # x + f(Norm(x)); False: Norm(x + f(x)) as S4's LRA configs
+    mlp: bool = True  # an MLP after each mixer (False: mixer-only blocks, as S4's LRA models)
 
 
 class SeqModel(nn.Module):
@@ -50,9 +56,10 @@ class SeqModel(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.norms1 = nn.ModuleList(build_norm(cfg.norm, d) for _ in range(cfg.n_layers))
-        self.ffns = nn.ModuleList(build_ffn(cfg.ffn, d) for _ in range(cfg.n_layers))
-        self.norms2 = nn.ModuleList(build_norm(cfg.norm, d) for _ in range(cfg.n_layers))
-        self.norm = build_norm(cfg.norm, d)
+        n_mlp = cfg.n_layers if cfg.mlp else 0
+        self.ffns = nn.ModuleList(build_ffn(cfg.ffn, d) for _ in range(n_mlp))
+        self.norms2 = nn.ModuleList(build_norm(cfg.norm, d) for _ in range(n_mlp))
+        self.norm = build_norm(cfg.norm, d) if cfg.prenorm else nn.Identity()
         self.head = nn.Linear(d, cfg.n_classes)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,9 +69,10 @@ class SeqModel(nn.Module):
         x = self.embed(tokens)
         if self.pos is not None:
             x = x + self.pos.weight[:T]
-        for mix, n1, ffn, n2 in zip(self.mixers, self.norms1, self.ffns, self.norms2, strict=True):
-            x = x + mix(n1(x), mask)
-            x = x + ffn(n2(x))
+        for i, (mix, n1) in enumerate(zip(self.mixers, self.norms1, strict=True)):
+            x = self._residual(x, lambda h, f=mix: f(h, mask), n1)
+            if self.cfg.mlp:
+                x = self._residual(x, self.ffns[i], self.norms2[i])
         x = self.norm(x)
         if mask is None:
             pooled = x.mean(1)
@@ -72,3 +80,7 @@ class SeqModel(nn.Module):
             w = mask[..., None].to(x.dtype)
             pooled = (x * w).sum(1) / w.sum(1).clamp(min=1)
         return self.head(pooled)
+
+    def _residual(self, x: torch.Tensor, f, norm: nn.Module) -> torch.Tensor:
+        """x + f(Norm(x)) (pre-norm) or Norm(x + f(x)) (post-norm). x: [B, T, D]."""
+        return x + f(norm(x)) if self.cfg.prenorm else norm(x + f(x))

@@ -18,7 +18,10 @@ Weight decay two ways:
   its gradients.
 
 `param_groups` keeps decay off norms, biases and embeddings, where shrinking toward zero is
-not a sensible prior (a norm gain of 0 or an embedding of 0 is not "simpler").
+not a sensible prior (a norm gain of 0 or an embedding of 0 is not "simpler"). A parameter
+may also carry its own hyperparameters in an `_optim` dict attribute (S4's convention, e.g.
+`{"lr": 1e-3, "weight_decay": 0.0}` on an SSM's A, B and log Δ): such parameters get groups
+of their own; nothing in the library sets it, so by default the two groups above are all.
 """
 
 from __future__ import annotations
@@ -108,17 +111,26 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     A parameter is left undecayed if it belongs to a normalisation layer (class name
     containing "Norm"), to an `nn.Embedding`, is named `*bias`, or has fewer than 2
     dimensions (gains, scalars). Tied weights appear once; an embedding tied to the output
-    head stays undecayed.
+    head stays undecayed. Parameters with an `_optim` dict (e.g. {"lr": 1e-3,
+    "weight_decay": 0.0}) are moved into one extra group per distinct dict, whose entries
+    override the group defaults (an "lr" there is that group's peak lr under any schedule).
     """
     no_decay: set[int] = set()
     for module in model.modules():
         if _is_norm(module) or isinstance(module, nn.Embedding):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
     decay, keep = [], []
+    own: dict[tuple, dict] = {}  # one group per distinct `_optim` dict
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if id(p) in no_decay or name.endswith("bias") or p.dim() < 2:
+        hp = getattr(p, "_optim", None)
+        if hp:
+            key = tuple(sorted(hp.items()))
+            group = own.setdefault(key, {"params": [], "weight_decay": weight_decay, **hp})
+            group["params"].append(p)
+            group["name"] = "own:" + ",".join(f"{k}={v}" for k, v in key)
+        elif id(p) in no_decay or name.endswith("bias") or p.dim() < 2:
             keep.append(p)
         else:
             decay.append(p)
@@ -126,7 +138,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay, "name": "decay"},
         {"params": keep, "weight_decay": 0.0, "name": "no_decay"},
     ]
-    return [g for g in groups if g["params"]]
+    return [g for g in groups if g["params"]] + list(own.values())
 
 
 OPTIMIZERS = ("adamw", "adamw-scratch", "adam-scratch")

@@ -8,30 +8,40 @@ causal=False. Accuracy on held-out examples, beside the majority-class baseline 
 orientation only, the numbers published for the closest model (quoted, not measured here;
 LRA's ListOps config trains 5,000 steps of 32 at width 512, 6 layers, on 96k examples).
 `--budget gpu` trains all 13 mixers on one GPU, 7 at a time, each time-capped.
+
+S4's recipe (`--budget gpu-s4`, or the fields below on any budget), as in the S4 / S4D
+repositories' LRA ListOps config: the SSM parameters (A, B, log Δ) at their own lr `ssm_lr`
+(1e-3) without weight decay, the rest at `lr` with weight decay; cosine to zero
+(`min_lr_ratio` 0); post-norm blocks (`prenorm=False`) without an MLP after the SSMs (their
+layer ends in a GLU); bidirectional S4D; width 128, depth 8, N = 64, batch 50. With
+`ckpt_dir` every run checkpoints and a rerun resumes it, so a long run can span several
+time-capped calls; `eval_every` records held-out learning curves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import deepnotes.mixers as M
-from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import LISTOPS_VOCAB, PAD, listops
 from deepnotes.experiments.ssm.common import (
     RUN_COLUMNS,
+    FitResult,
     collect_rows,
+    failed_labels,
     failed_row,
     fit_row,
-    fit_task,
 )
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.seqmodel import SeqModel, SeqModelConfig
-from deepnotes.train import TrainConfig
+from deepnotes.train import TrainConfig, Trainer
 from deepnotes.utils.pool import map_runs, shareable, shared
 
 LRA = "Tay et al. 2021 (LRA), Table 1"
@@ -67,7 +77,15 @@ class ListOpsConfig:
     batch_size: int = 8  # sequences per step
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.05  # decoupled weight decay
-    warmup: int = 30  # warm-up steps
+    warmup: int = 30  # linear warm-up steps (0 = none)
+    min_lr_ratio: float = 0.1  # final lr / peak lr of the cosine (S4's recipe: 0)
+    ssm_lr: float = 0.0  # own lr of SSM params (A, B, log dt), no decay (S4: 1e-3); 0 = off
+    prenorm: bool = True  # x + f(Norm(x)); False: Norm(x + f(x)) as S4's LRA configs
+    mlp: str = "all"  # MLP after each mixer: all | none | attention (not after s4d / s4 / mamba,
+    # whose blocks end in their own gated output, as S4's LRA models)
+    mamba_state: int = 0  # Mamba's d_state (0 = ssm_state; mamba_ssm's default is 16)
+    eval_every: int = 0  # steps between held-out evaluations for learning curves (0 = end only)
+    ckpt_dir: str = ""  # checkpoint each run under ckpt_dir/<mixer>; a rerun resumes it ("" = off)
     time_budget_s: float = 0.0  # optional training wall-clock cap of the whole job (0 = none)
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights; the gpu preset)
     workers: int = 1  # mixers trained at once in spawned processes (1 = in this process)
@@ -84,6 +102,8 @@ def chosen(cfg: ListOpsConfig) -> list[str]:
 
 def mixer_kwargs(name: str, cfg: ListOpsConfig) -> dict:
     kw = {"d_state": cfg.ssm_state} if name in SSM_MIXERS else {}
+    if name == "mamba" and cfg.mamba_state:
+        kw["d_state"] = cfg.mamba_state
     params = set()
     for klass in M.get(name).__mro__:
         if "__init__" in vars(klass):
@@ -91,6 +111,35 @@ def mixer_kwargs(name: str, cfg: ListOpsConfig) -> dict:
     if "max_len" in params:  # Linformer projects a fixed length
         kw["max_len"] = cfg.max_len
     return kw
+
+
+# The SSM parameters S4's recipe trains at their own lr without weight decay: A, B and log Δ
+# of s4d / s4 (S4's `register(name, tensor, lr)`), Mamba's A_log, D and Δ bias (mamba_ssm
+# keeps decay off A_log and D).
+LTI_SSM_PARAMS = ("log_A_real", "A_imag", "B", "log_dt", "log_Lambda_real", "Lambda_imag", "P")
+
+
+def ssm_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """A, B, log Δ of every S4D / S4 mixer in `model`; A_log, D, Δ bias of every Mamba."""
+    from deepnotes.mixers.mamba import Mamba
+    from deepnotes.mixers.s4 import LTISSM
+
+    out = []
+    for m in model.modules():
+        if isinstance(m, LTISSM):
+            out += [p for n, p in m.named_parameters(recurse=False) if n in LTI_SSM_PARAMS]
+        elif isinstance(m, Mamba):
+            out += [m.A_log, m.D, *(lin.bias for lin in m.dt_proj)]
+    return out
+
+
+def tag_ssm_params(model: torch.nn.Module, *, lr: float, weight_decay: float = 0.0) -> int:
+    """Give the SSM parameters their own optimizer group (`train.optim.param_groups` reads
+    `_optim`): S4's recipe. Returns how many parameters were tagged."""
+    params = ssm_parameters(model)
+    for p in params:
+        p._optim = {"lr": lr, "weight_decay": weight_decay}
+    return len(params)
 
 
 def classify_loss(model, batch):
@@ -130,6 +179,31 @@ def accuracy(model, x, y, batch: int = 50) -> dict:
             "warmup": 1,
             "time_budget_s": 0.0,
         },
+        "gpu-s4": {  # S4's ListOps recipe, S4D vs softmax vs Mamba: ~6 min a call on one H200
+            "mixers": ["s4d", "softmax", "mamba"],
+            "max_len": 2000,
+            "train_examples": 16000,
+            "eval_examples": 500,
+            "d_model": 128,
+            "n_layers": 8,
+            "ssm_state": 64,
+            "mamba_state": 16,
+            "steps": 3000,
+            "batch_size": 50,
+            "lr": 4e-3,
+            "ssm_lr": 1e-3,
+            "weight_decay": 0.05,
+            "warmup": 300,
+            "min_lr_ratio": 0.0,
+            "prenorm": False,
+            "mlp": "attention",
+            "precision": "bf16",
+            "workers": 3,
+            "time_budget_s": 270.0,
+            "eval_every": 250,
+            "ckpt_dir": "listops-gpu-s4-ckpt",
+            "strict": False,
+        },
         "gpu": {  # one H100 in about 3 minutes (docs/ssm.md)
             "mixers": ["all"],
             "max_len": 2000,
@@ -165,6 +239,8 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
                             lambda row: f"{row['mixer']} acc={row['acc']}")  # fmt: skip
     rows.sort(key=lambda r: mixers.index(r["mixer"]))
     _plot(ctx, rows, baseline)
+    if cfg.eval_every:
+        _plot_curves(ctx, rows, baseline, cfg)
     sources = sorted({q[2] for n, q in QUOTED.items() if n in mixers})
     notes = [
         f"padded length {cfg.max_len} (sequences of {cfg.min_len} < L < {cfg.max_len} tokens); "
@@ -174,6 +250,16 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
         "quoted_acc: published ListOps accuracy of the closest model (QUOTED, not measured "
         "here; the published models trained far longer on 96k examples): " + "; ".join(sources),
     ]
+    if cfg.ssm_lr > 0 or not cfg.prenorm or cfg.mlp != "all":
+        notes.append(
+            f"recipe: SSM parameters (A, B, log dt) at lr {cfg.ssm_lr or cfg.lr} without weight "
+            f"decay, the rest at {cfg.lr} with decay {cfg.weight_decay}; cosine to "
+            f"{cfg.min_lr_ratio} x peak after {cfg.warmup} warm-up steps; "
+            f"{'pre' if cfg.prenorm else 'post'}-norm blocks, MLP: {cfg.mlp}"
+        )
+    resumed = [f"{r['mixer']} at step {r['resumed_at']}" for r in rows if r.get("resumed_at")]
+    if resumed:
+        notes.append("resumed from checkpoints: " + ", ".join(resumed))
     if per_run is not None:
         capped = sum(r["capped"] for r in rows)
         notes.append(f"time-capped: {per_run:.0f} s of training per mixer; {capped} of "
@@ -188,6 +274,7 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
         metrics=metrics,
         table=rows,
         columns=["mixer", *RUN_COLUMNS, "quoted_model", "quoted_acc"],
+        failed=failed_labels(rows, "mixer"),
         notes=notes,
     )
 
@@ -213,40 +300,83 @@ def generate(cfg: ListOpsConfig, n: int, seed: int) -> tuple[torch.Tensor, torch
     return x.to(torch.uint8), y  # 20 token ids: uint8 keeps the shared copy small
 
 
+class Batches:
+    """Random batches (with replacement) of x, y; the generator state goes into checkpoints,
+    so a resumed run draws what it would have drawn. Same draws as `random_batches`."""
+
+    def __init__(self, x, y, batch_size: int, seed: int, device) -> None:
+        self.x, self.y, self.batch_size, self.device = x, y, batch_size, device
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __call__(self):
+        idx = torch.randint(self.x.shape[0], (self.batch_size,), generator=self.g)
+        return self.x[idx].to(self.device).long(), self.y[idx].to(self.device)  # ids: uint8
+
+    def state_dict(self) -> dict:
+        return {"rng": self.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["rng"])
+
+
+def has_mlp(name: str, cfg: ListOpsConfig) -> bool:
+    if cfg.mlp not in ("all", "none", "attention"):
+        raise ValueError(f"listops: mlp must be all | none | attention, got {cfg.mlp!r}")
+    return cfg.mlp == "all" or (cfg.mlp == "attention" and name not in SSM_MIXERS)
+
+
+def build_model(cfg: ListOpsConfig, name: str) -> SeqModel:
+    """The encoder classifier for one mixer; with `ssm_lr`, its SSM parameters tagged."""
+    mcfg = SeqModelConfig(
+        vocab_size=len(LISTOPS_VOCAB), n_classes=10, d_model=cfg.d_model,
+        n_layers=cfg.n_layers, mixer=name, mixer_kwargs=mixer_kwargs(name, cfg),
+        causal=False, max_len=cfg.max_len, prenorm=cfg.prenorm, mlp=has_mlp(name, cfg),
+    )  # fmt: skip
+    model = SeqModel(mcfg)
+    if cfg.ssm_lr > 0:
+        tag_ssm_params(model, lr=cfg.ssm_lr)
+    return model
+
+
 def train_mixer(cfg: ListOpsConfig, name, seed, device, max_seconds, data) -> dict:
-    """Train one mixer from scratch on the shared data; its table row."""
+    """Train one mixer from scratch on the shared data (or resume it); its table row."""
     x, y, xv, yv = shared(data)
     quoted = QUOTED.get(name)
     row = {"mixer": name, "quoted_model": quoted[0] if quoted else None,
            "quoted_acc": quoted[1] / 100 if quoted else None}  # fmt: skip
     try:
         torch.manual_seed(seed)
-        mcfg = SeqModelConfig(
-            vocab_size=len(LISTOPS_VOCAB), n_classes=10, d_model=cfg.d_model,
-            n_layers=cfg.n_layers, mixer=name, mixer_kwargs=mixer_kwargs(name, cfg),
-            causal=False, max_len=cfg.max_len,
-        )  # fmt: skip
-        model = SeqModel(mcfg).to(device)
+        model = build_model(cfg, name).to(device)
+        ckpt = str(Path(cfg.ckpt_dir) / name) if cfg.ckpt_dir else None
         tcfg = TrainConfig(
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
-            weight_decay=cfg.weight_decay, precision=cfg.precision, seed=seed, progress=False,
+            min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay,
+            precision=cfg.precision, seed=seed, progress=False, log_interval=10,
+            eval_interval=cfg.eval_every, max_seconds=max_seconds or 0.0, ckpt_dir=ckpt,
+            ckpt_interval=cfg.eval_every, resume="auto" if ckpt else "",
         )  # fmt: skip
-        draw = random_batches(x, y, batch_size=cfg.batch_size, seed=seed, device=device)
-
-        def batches():
-            xb, yb = draw()
-            return xb.long(), yb  # token ids travel as uint8
-
+        batches = Batches(x, y, cfg.batch_size, seed, device)
         xv, yv = xv.to(device).long(), yv.to(device)
-        fit = fit_task(
-            model, tcfg, batches, loss_fn=classify_loss,
-            eval_fn=lambda m: accuracy(m, xv, yv), max_seconds=max_seconds,
-        )  # fmt: skip
+        trainer = Trainer(model, tcfg, batches, eval_fn=lambda m: accuracy(m, xv, yv),
+                          loss_fn=classify_loss)  # fmt: skip
+        start = trainer.step if trainer._maybe_resume() else 0
+        if max_seconds:  # the cap counts this call's training only, not the resumed part
+            trainer.cfg = dataclasses.replace(tcfg, max_seconds=trainer.elapsed + max_seconds)
+        trainer.fit(reseed=False)
+        if not trainer.last_eval:  # resumed a finished run: nothing left to train
+            trainer.evaluate()
+        fit = FitResult(steps=trainer.step, seconds=trainer.elapsed,
+                        stopped_early=trainer.stopped_early, history=trainer.history,
+                        final=trainer.last_eval)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - strict=False records it in the table
         if cfg.strict:
             raise
         return failed_row(row, e)
-    return fit_row(row, fit)
+    row = fit_row(row, fit)
+    row["resumed_at"] = start
+    row["curve"] = [{k: h[k] for k in ("step", "loss", "eval_acc") if k in h}
+                    for h in fit.history]  # fmt: skip
+    return row
 
 
 def _plot(ctx, rows, baseline):
@@ -263,3 +393,24 @@ def _plot(ctx, rows, baseline):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     ctx.savefig(fig, "listops_accuracy.png")
+
+
+def _plot_curves(ctx, rows, baseline, cfg):
+    """Held-out accuracy and training loss against steps, one line per mixer."""
+    fig, (a1, a2) = ctx.figure(1, 2, figsize=(11, 4))
+    for r in rows:
+        curve = r.get("curve") or []
+        (line,) = a1.plot([c["step"] for c in curve], [c["loss"] for c in curve], lw=1,
+                          label=r["mixer"])  # fmt: skip
+        ev = [c for c in curve if "eval_acc" in c]
+        a2.plot([c["step"] for c in ev], [c["eval_acc"] for c in ev], "o-", ms=3,
+                color=line.get_color(), label=r["mixer"])  # fmt: skip
+    a1.set(xlabel="optimizer step", ylabel="training loss (mean of 10 steps)",
+           title="ListOps training loss")  # fmt: skip
+    a2.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
+    a2.set(xlabel="optimizer step", ylabel="held-out accuracy", ylim=(0, 1),
+           title=f"ListOps held-out accuracy (T <= {cfg.max_len})")  # fmt: skip
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    ctx.savefig(fig, "listops_curves.png")

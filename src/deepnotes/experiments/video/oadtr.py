@@ -113,7 +113,7 @@ def _train(model, loss_fn, cfg, frames, labels, ctx, name, gen):
             steps=3000,
             chunks=16,
             chunk=128,
-            max_seconds=20.0,
+            max_seconds=15.0,
         ),
     },  # fmt: skip
 )

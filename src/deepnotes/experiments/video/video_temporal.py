@@ -98,7 +98,7 @@ def reference_counts() -> list[dict]:
             stem_stride=1,
             epochs=30,
             batch=64,
-            max_seconds=25.0,
+            max_seconds=20.0,
         ),
     },  # fmt: skip
 )

@@ -100,8 +100,13 @@ def window_reverse(win: Tensor, M: int, H: int, W: int) -> Tensor:
 
 
 def relative_position_index(M: int) -> Tensor:
-    """[M*M, M*M] index into the (2M-1)² bias table for each (query, key) pair of a window."""
-    ys, xs = torch.meshgrid(torch.arange(M), torch.arange(M), indexing="ij")
+    """[M*M, M*M] index into the (2M-1)² bias table for each (query, key) pair of a window.
+
+    Built on the CPU whatever the default device (a model built on the meta device for
+    counting would otherwise trace these small ops slowly).
+    """
+    r = torch.arange(M, device="cpu")
+    ys, xs = torch.meshgrid(r, r, indexing="ij")
     coords = torch.stack([ys.flatten(), xs.flatten()])  # [2, M*M]
     rel = coords[:, :, None] - coords[:, None, :] + (M - 1)  # offsets shifted to 0..2M-2
     return rel[0] * (2 * M - 1) + rel[1]
@@ -196,11 +201,19 @@ class SwinBlock(nn.Module):
         if min(resolution) <= M:
             M, shift = min(resolution), 0
         self.M, self.shift = M, shift
+        self._masks: dict = {}
         self.norm1 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.attn = WindowAttention(dim, heads, M, cfg.qkv_bias, cfg.attn_impl)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         self.drop_path = DropPath(drop_path)
+
+    def _mask(self, Hp: int, Wp: int, s: int, device) -> Tensor:
+        """The SW-MSA mask, built once per grid size (on the CPU) and cached per device."""
+        key = (Hp, Wp, s, str(device))
+        if key not in self._masks:
+            self._masks[key] = shift_mask(Hp, Wp, self.M, s, "cpu").to(device)
+        return self._masks[key]
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         B, L, C = x.shape
@@ -213,7 +226,7 @@ class SwinBlock(nn.Module):
         Hp, Wp = H + pad_h, W + pad_w
         if s:
             h = torch.roll(h, shifts=(-s, -s), dims=(1, 2))
-        mask = shift_mask(Hp, Wp, M, s, x.device) if s else None
+        mask = self._mask(Hp, Wp, s, x.device) if s else None
         h = window_reverse(self.attn(window_partition(h, M), mask), M, Hp, Wp)
         if s:
             h = torch.roll(h, shifts=(s, s), dims=(1, 2))

@@ -80,3 +80,58 @@ def test_bad_options():
         M.build("s4d", 8, causal=True, init="legs")
     with pytest.raises(ValueError, match="step decoding needs a causal"):
         M.build("s4d", 8, causal=False).init_state(1)
+
+
+# ----------------------------------------------------------------------------- half precision
+@pytest.mark.parametrize("name", ["s4d", "s4"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("how", ["autocast", "module"])
+@pytest.mark.parametrize("mode", ["fft", "chunk"])
+def test_half_precision_runs_the_ssm_in_fp32(name, dtype, how, mode, seed):
+    """fp16/bf16 (autocast, or a .half()/.bfloat16() module): forward and backward work and
+    match fp32 to half-precision tolerance, because the kernel is computed in fp32."""
+    ref = M.build(name, 24, causal=True, mode=mode, d_state=8, chunk_size=16)
+    m = M.build(name, 24, causal=True, mode=mode, d_state=8, chunk_size=16)
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 37, 24)
+    y_ref = ref(x)
+    y_ref.square().mean().backward()
+    if how == "autocast":
+        xin = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=dtype):
+            y = m(xin)
+    else:
+        m = m.to(dtype)
+        xin = x.to(dtype).requires_grad_()
+        y = m(xin)
+        assert m.log_dt.dtype == dtype  # the parameters really are half
+    assert y.dtype == dtype
+    y.float().square().mean().backward()
+    assert_close(y.float(), y_ref.detach(), tol=3e-2, what=f"{name} {how} {dtype} forward")
+    assert xin.grad is not None and torch.isfinite(xin.grad).all()
+    for (n, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad is not None and torch.isfinite(p.grad.float()).all(), n
+    # The SSM's own parameters get fp32-accurate gradients up to the half-precision GLU.
+    assert_close(m.log_dt.grad.float(), ref.log_dt.grad, tol=0.1, what=f"{name} dlog_dt")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_step_decoding(dtype, seed):
+    m = M.build("s4d", 16, causal=True, d_state=4).to(dtype)
+    x = torch.randn(1, 5, 16, dtype=dtype)
+    state = m.init_state(1)
+    out = []
+    for t in range(5):
+        y, state = m.step(x[:, t], state)
+        out.append(y)
+    assert out[0].dtype == dtype
+    assert_close(torch.stack(out, 1).float(), m(x).float(), tol=2e-2, what="step vs forward")
+
+
+def test_kernels_refuse_half_inputs():
+    from deepnotes.ops.ssm.s4 import fft_conv, vandermonde_kernel
+
+    with pytest.raises(ValueError, match=r"vandermonde_kernel: torch.float16"):
+        vandermonde_kernel(torch.ones(2, dtype=torch.float16), torch.ones(2), 4)
+    with pytest.raises(ValueError, match=r"fft_conv: torch.bfloat16"):
+        fft_conv(torch.ones(1, 2, 4, dtype=torch.bfloat16), torch.ones(2, 4))

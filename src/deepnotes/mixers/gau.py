@@ -15,6 +15,13 @@ with relu^2 scores instead of softmax. Two forms:
   earlier chunks), O(T C (s + e) + T s e). Decoding state: the linear sum plus the open
   chunk, bounded by C.
 
+Scaling of FLASH's mixed-chunk sum (`scaling=`): "paper" (default) follows the paper's
+pseudo-code: relu(q.k / C)^2 inside a chunk with no per-row divisor, and the linear sum
+divided by C (causal) or by the number of real tokens (non-causal). "position" divides each
+row by n_i below, so the local term fades as C / i against the linear sum on long sequences;
+at equal budget in the arena it trained worse (3.414 vs 3.225 bits/byte, docs/mixers.md).
+`gau_quad` always uses the n_i rows below.
+
 n_i is the number of real tokens position i can see: T (the paper's 1/n) or, when causal,
 the count up to i (never the future length, so decoding equals the forward pass). Padded
 keys are zeroed (relu^2(q . 0) = 0, no linear contribution) and the normaliser counts real
@@ -45,6 +52,7 @@ from deepnotes.layers.positional import RotaryEmbedding
 from deepnotes.mixers import register
 from deepnotes.mixers.base import Mixer
 from deepnotes.ops.gau import (
+    SCALINGS,
     chunk_gau,
     gau_step,
     init_gau_state,
@@ -52,6 +60,10 @@ from deepnotes.ops.gau import (
     relu2_scores,
     row_normaliser,
 )
+
+# FLASH's default scaling of the mixed-chunk sum: "paper" won the arena comparison at equal
+# budget, 3.225 vs 3.414 bits/byte (docs/mixers.md).
+FLASH_SCALING = "paper"
 
 
 class _GAU(Mixer):
@@ -156,26 +168,47 @@ class GAUQuad(_GAU):
 
 @register("gau_flash")
 class FLASH(_GAU):
-    """FLASH: GAU with mixed-chunk attention. kw: chunk_size, expansion, qk_dim,
-    gamma_init_std, rotary, max_len."""
+    """FLASH: GAU with mixed-chunk attention. kw: chunk_size, scaling ("position" |
+    "paper"), expansion, qk_dim, gamma_init_std, rotary, max_len."""
 
     supports_step = True
     n_roles = 4  # q_quad, k_quad, q_lin, k_lin
 
-    def __init__(self, d_model: int, *, causal: bool, chunk_size: int = 256, **kw) -> None:
+    def __init__(
+        self, d_model: int, *, causal: bool, chunk_size: int = 256, scaling: str | None = None,
+        **kw,
+    ) -> None:  # fmt: skip
         super().__init__(d_model, causal=causal, **kw)
         if chunk_size <= 0:
             raise ValueError(f"FLASH: chunk_size must be positive, got {chunk_size}")
+        scaling = FLASH_SCALING if scaling is None else scaling
+        if scaling not in SCALINGS:
+            raise ValueError(f"FLASH: scaling must be one of {SCALINGS}, got {scaling!r}")
         self.chunk_size = chunk_size  # C = 256, the paper's group size
+        # "position": row i / n_i; "paper": the pseudo-code's constants (`ops.gau.naive`)
+        self.scaling = scaling
+
+    def _roles(self, x, mask):
+        u, v, (qq, kq, ql, kl) = self._project(x, mask)
+        if self.scaling == "paper" and mask is not None and not self.causal:
+            # The pseudo-code's non-causal linear term is / T; count real tokens, not pads.
+            m = mask.to(kl.dtype)
+            kl = kl * (x.shape[1] / m.sum(1).clamp_min(1))[:, None, None]
+        return u, v, (qq, kq, ql, kl)
+
+    def _renorm(self, o, mask):
+        return o if self.scaling == "paper" else super()._renorm(o, mask)
 
     def mix(self, x, mask):
-        u, v, (qq, kq, ql, kl) = self._project(x, mask)
-        o = chunk_gau(qq, kq, ql, kl, v, chunk_size=self.chunk_size, causal=self.causal)
+        u, v, roles = self._roles(x, mask)
+        o = chunk_gau(*roles, v, chunk_size=self.chunk_size, causal=self.causal,
+                      scaling=self.scaling)  # fmt: skip
         return self.out(u * self._renorm(o, mask))
 
     def reference(self, x, mask=None):
-        u, v, (qq, kq, ql, kl) = self._project(x, mask)
-        o = naive_gau(qq, kq, ql, kl, v, chunk_size=self.chunk_size, causal=self.causal)
+        u, v, roles = self._roles(x, mask)
+        o = naive_gau(*roles, v, chunk_size=self.chunk_size, causal=self.causal,
+                      scaling=self.scaling)  # fmt: skip
         return self._finish(u, o, mask)
 
     def init_state(self, batch, device=None, dtype=None):
@@ -187,5 +220,9 @@ class FLASH(_GAU):
         self.check_step_input(x_t)
         u, v, roles = self._project(x_t[:, None, :], None, offset=state.t)
         qq, kq, ql, kl = (r[:, 0] for r in roles)
-        o, state = gau_step(state, qq, kq, ql, kl, v[:, 0], chunk_size=self.chunk_size)
+        o, state = gau_step(state, qq, kq, ql, kl, v[:, 0], chunk_size=self.chunk_size,
+                            scaling=self.scaling)  # fmt: skip
         return self.out(u[:, 0] * o), state
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, chunk_size={self.chunk_size}, scaling={self.scaling}"

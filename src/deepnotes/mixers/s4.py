@@ -25,6 +25,13 @@ Padding (mask): padded inputs are set to zero before the SSM. Time still passes 
 the usual right padding (or left padding in causal mode) the real outputs equal those of the
 unpadded sequence.
 
+Half precision: complex half tensors are barely supported by torch (no complex exp, FFT or
+einsum in float16/bfloat16), and a kernel K_j = Re(C dA^j dB) whose modes decay over
+thousands of steps is not representable in 8 or 11 mantissa bits anyway. So under autocast
+(fp16/bf16) and in `.half()` / `.bfloat16()` modules the SSM itself (parameters, kernel,
+convolution, D u) is computed in fp32 with autocast off; only the GLU output layer runs in
+the low-precision dtype, and the result has the input's dtype.
+
 Decoding: `step` advances the recurrent state x [B, H, N/2] (S4D) or [B, H, N] (S4)
 (complex), constant memory per token.
 """
@@ -67,9 +74,14 @@ class LTIState:
     C: torch.Tensor  # [H, M]: y = Re(C x)
 
 
+def _hi(t: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32 (the SSM runs in fp32 at least); fp32/fp64 unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _complex(p: torch.Tensor) -> torch.Tensor:
-    """A real parameter [..., 2] viewed as complex [...]."""
-    return torch.view_as_complex(p)
+    """A real parameter [..., 2] viewed as complex [...] (complex64 at least)."""
+    return torch.view_as_complex(_hi(p))
 
 
 def _real_param(z: torch.Tensor, dtype=torch.float32) -> nn.Parameter:
@@ -151,15 +163,16 @@ class LTISSM(Mixer):
         return F.glu(self.out(F.gelu(y)), dim=-1)
 
     def mix(self, x, mask):
-        u = x.transpose(1, 2)
+        u = _hi(x.transpose(1, 2))
         if mask is not None:
             u = u * mask[:, None, :].to(u.dtype)
-        y = self.ssm(u) + self.D[:, None] * u
-        return self.post(y.transpose(1, 2))
+        with torch.autocast(u.device.type, enabled=False):  # the SSM in fp32 (or fp64)
+            y = self.ssm(u) + _hi(self.D)[:, None] * u
+        return self.post(y.transpose(1, 2).to(x.dtype))
 
     def reference(self, x, mask=None):
         """The recurrence itself, one step at a time (both directions when bidirectional)."""
-        u = x.transpose(1, 2)
+        u = _hi(x.transpose(1, 2))
         if mask is not None:
             u = u * mask[:, None, :].to(u.dtype)
         dA, dB, _, Cout = self.system()
@@ -176,7 +189,7 @@ class LTISSM(Mixer):
                 back[t] = (Cout[1] * s).sum(-1).real  # state holds u_{t+1..T-1}
                 s = self._advance(dA, dB, s, u[..., t])
             y = y + torch.stack(back, -1)
-        y = self.post((y + self.D[:, None] * u).transpose(1, 2))
+        y = self.post((y + _hi(self.D)[:, None] * u).transpose(1, 2).to(x.dtype))
         return y if mask is None else y * mask[..., None].to(y.dtype)
 
     def _advance(self, dA, dB, s, u_t):
@@ -194,9 +207,10 @@ class LTISSM(Mixer):
 
     def step(self, x_t, state: LTIState):
         self.check_step_input(x_t)
-        s = self._advance(state.dA, state.dB, state.x, x_t)
-        y = (state.C * s).sum(-1).real + self.D * x_t
-        return self.post(y), LTIState(s, state.dA, state.dB, state.C)
+        u_t = _hi(x_t)
+        s = self._advance(state.dA, state.dB, state.x, u_t)
+        y = (state.C * s).sum(-1).real + _hi(self.D) * u_t
+        return self.post(y.to(x_t.dtype)), LTIState(s, state.dA, state.dB, state.C)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, d_state={self.d_state}, mode={self.mode}"
@@ -224,8 +238,8 @@ class S4D(LTISSM):
         self.B = _real_param(torch.ones_like(A))  # S4D's B = 1 init
 
     def system(self):
-        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
-        dt = torch.exp(self.log_dt)[:, None]
+        A = torch.complex(-torch.exp(_hi(self.log_A_real)), _hi(self.A_imag))
+        dt = torch.exp(_hi(self.log_dt))[:, None]
         dA, dB = discretize_diag(A, _complex(self.B), dt, self.disc)
         log_dA = dt * A if self.disc == "zoh" else torch.log(dA)
         return dA, dB, log_dA, 2 * _complex(self.C)  # 2 Re(.): the conjugate halves
@@ -251,16 +265,16 @@ class S4(LTISSM):
         self.B = _real_param(B)
 
     def dplr(self):
-        Lambda = torch.complex(-torch.exp(self.log_Lambda_real), self.Lambda_imag)
+        Lambda = torch.complex(-torch.exp(_hi(self.log_Lambda_real)), _hi(self.Lambda_imag))
         return Lambda, _complex(self.P), _complex(self.B)
 
     def system(self):
         Lambda, P, B = self.dplr()
         A_full, B_full = dplr_full(Lambda, P, B)
-        dA, dB = discretize(A_full, B_full, torch.exp(self.log_dt), "bilinear")
+        dA, dB = discretize(A_full, B_full, torch.exp(_hi(self.log_dt)), "bilinear")
         C = _complex(self.C)
         return dA, dB, None, torch.cat([C, C.conj()], -1)  # full N-dim state
 
     def fft_kernels(self, T):
         Lambda, P, B = self.dplr()
-        return s4_kernel(Lambda, P, B, _complex(self.C), torch.exp(self.log_dt), T)
+        return s4_kernel(Lambda, P, B, _complex(self.C), torch.exp(_hi(self.log_dt)), T)

@@ -56,3 +56,23 @@ def test_backend_selection(seed, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="need CUDA tensors"):
         chunk_gau(*x, chunk_size=16, causal=True, backend="triton")
+
+
+PAPER_CASES = [c for c in CASES if c.id in ("T63-causal-bf16", "T50-bidir-f32")] + [
+    gpu(2, 1000, 128, 256, 128, causal, bf16, id=f"paper-T1000-{'c' if causal else 'nc'}")
+    for causal in (True, False)
+]
+
+
+@pytest.mark.parametrize("B,T,S,E,C,causal,dtype,device", PAPER_CASES)
+def test_chunk_gau_paper_scaling_matches_reference(B, T, S, E, C, causal, dtype, device, seed):
+    """scaling="paper" through the Triton kernels (rescaled inputs, output times n_i)."""
+    x = [torch.randn(B, T, S, device=device, dtype=dtype) for _ in range(4)]
+    x.append(torch.randn(B, T, E, device=device, dtype=dtype))
+    cot = [torch.randn(B, T, E, device=device, dtype=dtype)]
+    kw = dict(chunk_size=C, causal=causal, scaling="paper")
+    ours = values_and_grads(lambda *a: chunk_gau(*a, backend="triton", **kw), x, cot)
+    lowp = values_and_grads(lambda *a: torch_chunk_gau(*a, **kw), x, cot)
+    ref = values_and_grads(lambda *a: naive_gau(*a, **kw), [t.double() for t in x], cot)
+    assert ours[0].dtype == dtype
+    assert_rule(ours, lowp, ref, ["o", "dq_quad", "dk_quad", "dq_lin", "dk_lin", "dv"], dtype)

@@ -10,11 +10,23 @@ prefix sum over chunks when causal (the paper's cumulative sum) or one global su
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from deepnotes.ops.backend import cast_inputs, use_triton
 from deepnotes.ops.gau.naive import check_gau_inputs, relu2_scores, row_normaliser
+
+
+def paper_as_position(q_quad, k_lin, *, chunk_size: int, causal: bool):
+    """The paper's constants (`naive_gau`, scaling="paper") through the default form:
+    relu(q.k / C)^2 = relu((q sqrt(S) / C) . k / sqrt(S))^2, and the linear term's 1/C (or
+    1/T) moves into k_lin. The caller multiplies the default form's output by n_i to undo its
+    row normaliser. Returns (q_quad, k_lin) rescaled. Exact up to rounding, so the Triton
+    kernels serve both scalings unchanged."""
+    S, T = q_quad.shape[-1], q_quad.shape[1]
+    return q_quad * (math.sqrt(S) / chunk_size), k_lin / (chunk_size if causal else T)
 
 
 def _chunks(t: torch.Tensor, C: int) -> torch.Tensor:
@@ -35,9 +47,17 @@ def torch_chunk_gau(
     *,
     chunk_size: int,
     causal: bool,
+    scaling: str = "position",
 ) -> torch.Tensor:
-    """Mixed-chunk attention. q_*, k_*: [B, T, S]; v: [B, T, E] -> o [B, T, E]."""
-    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
+    """Mixed-chunk attention. q_*, k_*: [B, T, S]; v: [B, T, E] -> o [B, T, E].
+
+    scaling: "position" (row i / n_i) | "paper" (the pseudo-code's constants; see `naive`).
+    """
+    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size, scaling)
+    if scaling == "paper":
+        q_quad, k_lin = paper_as_position(q_quad, k_lin, chunk_size=chunk_size, causal=causal)
+        o = torch_chunk_gau(q_quad, k_quad, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal)
+        return o * row_normaliser(o.shape[1], causal, device=v.device, dtype=o.dtype)
     B, T, _ = q_quad.shape
     C = chunk_size
     qq, kq, ql, kl, vc = (_chunks(t, C) for t in (q_quad, k_quad, q_lin, k_lin, v))
@@ -83,6 +103,7 @@ def chunk_gau(
     chunk_size: int,
     causal: bool,
     backend: str = "auto",
+    scaling: str = "position",
 ) -> torch.Tensor:
     """Mixed-chunk attention; see `torch_chunk_gau`.
 
@@ -92,8 +113,17 @@ def chunk_gau(
     to one dtype, the output's: the autocast dtype under `torch.autocast`, else their promoted
     dtype (`deepnotes.ops.backend.cast_inputs`). (The GAU mixer's roles are fp32 under bf16
     autocast, z * gamma + beta with fp32 parameters, while v is bf16.)
+
+    scaling: "position" (default: row i / n_i) | "paper" (the pseudo-code's constants, see
+    `deepnotes.ops.gau.naive`). Both backends compute "paper" as the default form of rescaled
+    inputs times n_i (`paper_as_position`), so the Triton kernels need no change for it.
     """
-    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
+    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size, scaling)
+    if scaling == "paper":
+        q_quad, k_lin = paper_as_position(q_quad, k_lin, chunk_size=chunk_size, causal=causal)
+        o = chunk_gau(q_quad, k_quad, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal,
+                      backend=backend)  # fmt: skip
+        return o * row_normaliser(o.shape[1], causal, device=o.device, dtype=o.dtype)
     xs = cast_inputs(q_quad, k_quad, q_lin, k_lin, v)
     if use_triton("chunk_gau", backend, xs, lambda forced: _triton_problem(xs, chunk_size, forced)):
         from deepnotes.ops.gau.triton_chunk import triton_chunk_gau

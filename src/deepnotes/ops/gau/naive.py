@@ -17,6 +17,16 @@ non-causal (the paper's 1/n) and n_i = i + 1 when causal. The causal choice neve
 T, so a prefix's outputs do not change when the sequence grows and token-by-token decoding
 equals the full forward. The relu^2 argument is scaled by the constant 1/sqrt(S).
 
+`scaling="paper"` is the paper's pseudo-code instead (Hua et al. 2022, the FLASH code in the
+appendix; FLASH-pytorch does the same): constants only, no per-row normaliser,
+
+    A_ij = relu(q_quad_i . k_quad_j / C)^2                  [same chunk, j <= i if causal]
+         + q_lin_i . k_lin_j / C   (causal, earlier chunks)  or  / T  (non-causal, any j)
+    o_i  = sum_j A_ij v_j
+
+so the local (quadratic) term keeps its size at every position, where the default's 1/n_i
+makes it fade as C / i against the linear sum on long sequences.
+
 Shapes: q_quad, k_quad, q_lin, k_lin: [B, T, S]; v: [B, T, E] -> o [B, T, E].
 """
 
@@ -26,8 +36,14 @@ import math
 
 import torch
 
+SCALINGS = ("position", "paper")  # row i / n_i (ours) | the paper's pseudo-code constants
 
-def check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size: int) -> None:
+
+def check_gau_inputs(
+    q_quad, k_quad, q_lin, k_lin, v, chunk_size: int, scaling: str = "position"
+) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     shapes = [t.shape for t in (q_quad, k_quad, q_lin, k_lin)]
     if q_quad.dim() != 3 or any(s != shapes[0] for s in shapes):
         raise ValueError(
@@ -63,18 +79,20 @@ def naive_gau(
     *,
     chunk_size: int,
     causal: bool,
+    scaling: str = "position",
 ) -> torch.Tensor:
     """The mixed-chunk attention as one explicit T x T matrix (see the module docstring)."""
-    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
+    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size, scaling)
     T = q_quad.shape[1]
     pos = torch.arange(T, device=q_quad.device)
     chunk = pos // chunk_size
     same = chunk[:, None] == chunk[None, :]
     quad_allowed = same & (pos[None, :] <= pos[:, None]) if causal else same
     lin_allowed = chunk[None, :] < chunk[:, None] if causal else torch.ones_like(same)
-    A = (
-        relu2_scores(q_quad, k_quad) * quad_allowed
-        + (q_lin @ k_lin.transpose(-1, -2)) * lin_allowed
-    )
+    lin = (q_lin @ k_lin.transpose(-1, -2)) * lin_allowed
+    if scaling == "paper":  # written out from the definition, independently of the chunk form
+        quad = torch.relu(q_quad @ k_quad.transpose(-1, -2) / chunk_size).square()
+        return (quad * quad_allowed + lin / (chunk_size if causal else T)) @ v
+    A = relu2_scores(q_quad, k_quad) * quad_allowed + lin
     n = row_normaliser(T, causal, device=v.device, dtype=v.dtype)
     return (A @ v) / n

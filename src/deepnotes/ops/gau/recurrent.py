@@ -38,16 +38,24 @@ def gau_step(
     v: torch.Tensor,
     *,
     chunk_size: int,
+    scaling: str = "position",
 ) -> tuple[torch.Tensor, GAUState]:
-    """One causal step. q_*, k_*: [B, S]; v: [B, E] -> (o [B, E], new state)."""
+    """One causal step. q_*, k_*: [B, S]; v: [B, E] -> (o [B, E], new state).
+
+    scaling: "position" (divide by t) | "paper" (relu(q.k / C)^2 and S / C, no divisor).
+    """
     kq = [*state.k_quad, k_quad]
     kl = [*state.k_lin, k_lin]
     vs = [*state.v, v]
     Kq, V = torch.stack(kq, 1), torch.stack(vs, 1)  # [B, c, S], [B, c, E]
-    local = (relu2_scores(q_quad[:, None], Kq) @ V)[:, 0]
-    glob = (q_lin[:, None] @ state.S)[:, 0]
     t = state.t + 1
-    o = (local + glob) / t
+    if scaling == "paper":
+        scores = torch.relu(q_quad[:, None] @ Kq.transpose(-1, -2) / chunk_size).square()
+        o = (scores @ V)[:, 0] + (q_lin[:, None] @ state.S)[:, 0] / chunk_size
+    else:
+        local = (relu2_scores(q_quad[:, None], Kq) @ V)[:, 0]
+        glob = (q_lin[:, None] @ state.S)[:, 0]
+        o = (local + glob) / t
     if len(kq) == chunk_size:  # the chunk is complete: fold it into the linear state
         S = state.S + torch.stack(kl, 1).transpose(1, 2) @ V
         return o, GAUState(S=S, t=t)
@@ -62,9 +70,10 @@ def recurrent_gau(
     v: torch.Tensor,
     *,
     chunk_size: int,
+    scaling: str = "position",
 ) -> torch.Tensor:
     """Causal mixed-chunk attention by a loop of `gau_step`. Shapes as `naive_gau`."""
-    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size)
+    check_gau_inputs(q_quad, k_quad, q_lin, k_lin, v, chunk_size, scaling)
     B, T, S = q_quad.shape
     state = init_gau_state(B, S, v.shape[-1], device=v.device, dtype=v.dtype)
     outs = []
@@ -77,6 +86,7 @@ def recurrent_gau(
             k_lin[:, t],
             v[:, t],
             chunk_size=chunk_size,
+            scaling=scaling,
         )
         outs.append(o)
     return torch.stack(outs, 1)

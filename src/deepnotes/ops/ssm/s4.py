@@ -35,6 +35,18 @@ import torch.nn.functional as F
 from deepnotes.ops.ssm.hippo import legs
 
 S4D_INITS = ("lin", "inv")
+_LOW = (torch.float16, torch.bfloat16, torch.complex32)
+
+
+def _check_precision(name: str, *ts: torch.Tensor) -> None:
+    """Kernels need fp32 or fp64: torch has no complex-half exp/FFT, and 8-11 mantissa bits
+    cannot hold dA^j over thousands of steps. The mixers upcast; direct callers get told."""
+    for t in ts:
+        if t.dtype in _LOW:
+            raise ValueError(
+                f"{name}: {t.dtype} inputs are not supported; compute SSM kernels in "
+                "float32 or float64 (the s4/s4d mixers upcast themselves)"
+            )
 
 
 # ----------------------------------------------------------------------- initialisations
@@ -94,6 +106,7 @@ def vandermonde_kernel(coef: torch.Tensor, log_dA: torch.Tensor, L: int) -> torc
     With coef = 2 C dB and dA = exp(log_dA), this is the S4D kernel (conjugate pairs summed).
     Memory O(M L) per channel (the Vandermonde matrix is formed explicitly).
     """
+    _check_precision("vandermonde_kernel", coef, log_dA)
     j = torch.arange(L, device=log_dA.device, dtype=log_dA.real.dtype)
     V = torch.exp(log_dA[..., None] * j)  # [..., M, L]
     return torch.einsum("...m,...ml->...l", coef, V).real
@@ -125,6 +138,7 @@ def s4_kernel(Lambda, P, B, C, dt, L: int) -> torch.Tensor:
     (leading dims, e.g. directions, share A and B); dt: [H] real. Returns K: [..., H, L]
     with K_j = C_full dA^j dB (real).
     """
+    _check_precision("s4_kernel", Lambda, P, B, C, dt)
     from deepnotes.ops.ssm.hippo import discretize
 
     M = Lambda.shape[-1]
@@ -166,6 +180,7 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor, K_rev: torch.Tensor | None = None
     y_t = sum_{j<=t} K_j u_{t-j}  (+ sum_{j>=0} K_rev_j u_{t+1+j} when K_rev is given: the
     strictly anti-causal half of a bidirectional SSM, as in S4's bidirectional layer).
     """
+    _check_precision("fft_conv", u, K)
     T = u.shape[-1]
     k = F.pad(K, (0, T))
     if K_rev is not None:

@@ -208,7 +208,7 @@ def _rect(xyxy, colour, style):
             "batch_size": 64,
             "lr": 2e-4,
             "eval_every": 1000,
-            "max_minutes": 3.0,
+            "max_minutes": 1.5,
         },
     },  # fmt: skip
 )

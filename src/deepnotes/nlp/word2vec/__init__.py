@@ -7,6 +7,7 @@ from deepnotes.nlp.word2vec.evaluate import (
     nearest,
     word_similarity,
 )
+from deepnotes.nlp.word2vec.io import load_word2vec_format, save_word2vec_format
 from deepnotes.nlp.word2vec.model import SGNS, TrainStats, Word2Vec
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Word2Vec",
     "analogy_accuracy",
     "gensim_datapath",
+    "load_word2vec_format",
     "nearest",
+    "save_word2vec_format",
     "word_similarity",
 ]

@@ -262,3 +262,10 @@ class Word2Vec:
     def vectors(self) -> np.ndarray:
         """The input vectors, float32 [V, d] (row i = vocab.words[i])."""
         return self.model.inp.weight.detach().float().cpu().numpy()
+
+    def save_word2vec_format(self, path, *, binary: bool = False):
+        """Save the vectors in the word2vec C tool's text or binary format (gensim reads it
+        with `KeyedVectors.load_word2vec_format(path, binary=...)`)."""
+        from deepnotes.nlp.word2vec.io import save_word2vec_format
+
+        return save_word2vec_format(path, self.vocab.words, self.vectors, binary=binary)

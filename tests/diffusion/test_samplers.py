@@ -189,6 +189,8 @@ def test_bad_inputs():
         annealed_langevin_dynamics(lambda x, s: x, torch.zeros(2, 2), [1.0, 2.0], 0.1, 1)
     with pytest.raises(ValueError, match="snr"):
         LangevinCorrector(sde, lambda x, t: x, snr=0.0)
+    with pytest.raises(ValueError, match="too small"):
+        LangevinCorrector(VPSDE(N=15), lambda x, t: x, snr=0.1)
 
 
 def test_mixture_score_is_the_gradient_of_its_log_density():

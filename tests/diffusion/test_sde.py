@@ -135,5 +135,7 @@ def test_bad_inputs():
         VPSDE(beta_min=-1.0)
     with pytest.raises(ValueError, match="N must be"):
         VPSDE(N=0)
+    with pytest.raises(ValueError, match="too small"):
+        VPSDE(N=20).discretize(torch.randn(3, 2), 0.5)
     with pytest.raises(ValueError, match="t must be"):
         VPSDE().sde(torch.randn(3, 2), torch.rand(4))

@@ -148,6 +148,10 @@ class LangevinCorrector:
     def __init__(self, sde: SDE, score_fn: ScoreFn, snr: float, n_steps: int = 1):
         if snr <= 0 or n_steps < 0:
             raise ValueError(f"need snr > 0 and n_steps >= 0, got {snr}, {n_steps}")
+        if isinstance(sde, VPSDE) and sde.beta_1 / sde.N >= 1:
+            raise ValueError(
+                f"N={sde.N} is too small: the step uses alpha_i = 1 - beta_max / N > 0"
+            )
         self.sde, self.score_fn, self.snr, self.n_steps = sde, score_fn, snr, n_steps
 
     def update(self, x, t, noise=None, generator=None):

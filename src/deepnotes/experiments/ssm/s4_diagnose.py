@@ -14,7 +14,12 @@ variants that each change one suspect (docs/ssm.md, "Why S4D did not learn ListO
   rest at `recipe_lr` with weight decay;
 - `s4d-recipe`: those groups plus S4's LRA block (post-norm, no MLP).
 
-Per run it records the loss / accuracy curves, the gradient norms of A, B, C and log Δ (and
+A second part measures the plateau behind it on delayed recall (`recall_*` fields): a class
+token repeated over the first k positions, read out at the last position T - k steps later;
+k = 1 is the ListOps situation (one token, the outermost operator, decides much of the
+answer), k = 32 gives the kernel's tail k times the signal; Δ fixed at 0.5 is a local model.
+
+Per ListOps run it records the loss / accuracy curves, the gradient norms of A, B, C and log Δ (and
 of all other parameters) through training, how far each moved from its initial value, and
 the trained kernels' effective length (the lag holding 90% of |K|'s mass).
 """
@@ -28,10 +33,18 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import deepnotes.mixers as M
 from deepnotes.data.batches import random_batches
 from deepnotes.data.synthetic import LISTOPS_VOCAB, PAD
-from deepnotes.experiments.ssm.listops import ListOpsConfig, accuracy, generate, tag_ssm_params
+from deepnotes.experiments.ssm.listops import (
+    ListOpsConfig,
+    accuracy,
+    first_op_baseline,
+    generate,
+    tag_ssm_params,
+)
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.seqmodel import SeqModel, SeqModelConfig
 from deepnotes.train import TrainConfig, Trainer
@@ -75,6 +88,9 @@ class S4DiagnoseConfig:
     log_every: int = 10  # steps between loss / gradient-norm records
     eval_every: int = 50  # steps between held-out evaluations
     threads: int = 1  # torch CPU threads (the machine is shared)
+    recall_T: int = 300  # delayed recall: sequence length (0 = skip this part)
+    recall_blocks: list[int] = field(default_factory=lambda: [1, 32])  # class-token repeats k
+    recall_steps: int = 150  # optimizer steps per delayed-recall run (batch 16, lr 1e-2)
 
 
 @experiment(
@@ -86,7 +102,8 @@ class S4DiagnoseConfig:
             "variants": ["softmax", "s4d-recipe"], "min_len": 10, "max_len": 48,
             "max_depth": 4, "train_examples": 32, "eval_examples": 16, "d_model": 16,
             "n_layers": 1, "d_state": 4, "steps": 4, "batch_size": 4, "warmup": 1,
-            "log_every": 2, "eval_every": 2,
+            "log_every": 2, "eval_every": 2, "recall_T": 40, "recall_blocks": [4],
+            "recall_steps": 3,
         },
     },
 )  # fmt: skip
@@ -100,31 +117,91 @@ def run_s4_diagnose(cfg: S4DiagnoseConfig, ctx: Context) -> Result:
             *generate(lcfg, cfg.eval_examples, 2 * ctx.seed + 1))  # fmt: skip
     majority = Counter(data[1].tolist()).most_common(1)[0][0]
     baseline = (data[3] == majority).float().mean().item()
+    first_op = first_op_baseline(*data)
     runs, bar = {}, ctx.progress(total=len(cfg.variants), desc="s4-diagnose")
     for name in cfg.variants:
         runs[name] = train_variant(cfg, VARIANTS[name], data, ctx.seed)
         bar.set_postfix_str(f"{name} acc={runs[name]['acc']:.3f}")
         bar.update(1)
     bar.close()
-    _plot_curves(ctx, runs, baseline)
+    recall = []
+    for k in cfg.recall_blocks if cfg.recall_T else []:
+        recall += [run_recall(cfg.recall_T, k, cfg.recall_steps, local) for local in (False, True)]
+    metrics_recall = {f"recall_acc/k={r['k']}{' local' if r['local'] else ''}": r["acc"]
+                      for r in recall}  # fmt: skip
+    if runs:
+        _plot_curves(ctx, runs, baseline, first_op)
+    if recall:
+        _plot_recall(ctx, recall)
     _plot_ssm(ctx, runs)
     rows = [{"variant": n, **{k: v for k, v in r.items() if not isinstance(v, list | dict)},
              **{f"moved_{k}": v for k, v in r.get("moved", {}).items()}}
             for n, r in runs.items()]  # fmt: skip
     metrics = {f"acc/{n}": r["acc"] for n, r in runs.items()}
     metrics["majority_baseline"] = baseline
+    metrics["first_op_baseline"] = first_op
+    metrics.update(metrics_recall)
+    metrics["recall"] = recall
     metrics["runs"] = runs  # curves, gradient norms, kernel lengths: the evidence in full
     notes = [
         f"ListOps {cfg.min_len} < L < {cfg.max_len} (padded to {cfg.max_len}), "
         f"{cfg.train_examples} training examples, {cfg.steps} steps x {cfg.batch_size}, "
         f"d_model {cfg.d_model}, {cfg.n_layers} layers, N = {cfg.d_state}; majority class "
-        f"{baseline:.3f}",
+        f"{baseline:.3f}; outermost operator alone (token 0 -> its most common label) "
+        f"{first_op:.3f}",
         "moved_X: ||X - X_init|| / ||X_init|| after training; kernel_len90: median over "
         "channels of the lag holding 90% of |K| (init -> trained), of T = max_len",
     ]
     columns = ["variant", "acc", "eval_loss", "final_loss", "kernel_len90_init", "kernel_len90",
                "moved_A", "moved_B", "moved_C", "moved_log_dt", "train_s"]  # fmt: skip
     return Result(metrics=metrics, table=rows, columns=columns, notes=notes)
+
+
+class LastReadout(nn.Module):
+    """tokens [B, T] -> Embedding -> S4D (bidirectional) -> logits [B, 4] at the last position."""
+
+    def __init__(self, **s4d_kw) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 16)
+        self.mix = M.build("s4d", 16, causal=False, d_state=8, **s4d_kw)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mix(self.embed(tokens))[:, -1])
+
+
+def delayed_recall(n: int, T: int, k: int, g: torch.Generator):
+    """tokens [n, T]: the class (1..4) over positions < k, then blanks (0); labels [n]."""
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.zeros(n, T, dtype=torch.long)  # 0 = blank (its embedding is learned too)
+    x[:, :k] = (y + 1)[:, None]
+    return x, y
+
+
+def train_recall(T: int, k: int, steps: int, **s4d_kw) -> tuple[float, list[float]]:
+    """Delayed recall with AdamW at lr 1e-2 on every parameter: (held-out acc, losses)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = LastReadout(**s4d_kw)
+
+    def loss_fn(m, batch):
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    cfg = TrainConfig(steps=steps, lr=1e-2, warmup=5, weight_decay=0.0, progress=False,
+                      log_interval=10)  # fmt: skip
+    tr = Trainer(model, cfg, lambda: delayed_recall(16, T, k, g), loss_fn=loss_fn)
+    tr.fit(reseed=False)
+    x, y = delayed_recall(200, T, k, g)
+    with torch.no_grad():
+        acc = (model(x).argmax(-1) == y).float().mean().item()
+    return acc, [h["loss"] for h in tr.history]
+
+
+def run_recall(T: int, k: int, steps: int, local: bool) -> dict:
+    kw = {"dt_min": 0.5, "dt_max": 0.5} if local else {}
+    acc, losses = train_recall(T, k, steps, **kw)
+    return {"T": T, "k": k, "lag": T - k, "local": local, "steps": steps, "acc": acc,
+            "loss": losses}  # fmt: skip
 
 
 def build(cfg: S4DiagnoseConfig, spec: dict) -> SeqModel:
@@ -242,7 +319,7 @@ def train_variant(cfg: S4DiagnoseConfig, spec: dict, data, seed: int) -> dict:
     }  # fmt: skip
 
 
-def _plot_curves(ctx, runs, baseline):
+def _plot_curves(ctx, runs, baseline, first_op):
     fig, (a1, a2) = ctx.figure(1, 2, figsize=(11, 4))
     for name, r in runs.items():
         h = r["history"]
@@ -254,6 +331,7 @@ def _plot_curves(ctx, runs, baseline):
     a1.set(xlabel="optimizer step", ylabel="training loss (mean of 10 steps)",
            title="Training loss")  # fmt: skip
     a2.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
+    a2.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
     a2.set(xlabel="optimizer step", ylabel="held-out accuracy", title="Held-out accuracy")
     for a in (a1, a2):
         a.grid(alpha=0.3)
@@ -283,3 +361,18 @@ def _plot_ssm(ctx, runs):
         a.grid(alpha=0.3, which="both")
         a.legend(fontsize=7)
     ctx.savefig(fig, "s4_diagnose_ssm.png")
+
+
+def _plot_recall(ctx, recall):
+    fig, ax = ctx.figure(figsize=(6.5, 4))
+    for r in recall:
+        kind = "local (dt = 0.5)" if r["local"] else "S4D"
+        ax.plot([10 * (i + 1) for i in range(len(r["loss"]))], r["loss"], ls=":" if r["local"]
+                else "-", label=f"{kind}, k = {r['k']} (acc {r['acc']:.2f})")  # fmt: skip
+    ax.axhline(math.log(4), color="k", lw=1, ls="--", label="ln 4 (chance)")
+    T = recall[0]["T"]
+    ax.set(xlabel="optimizer step (batch 16, lr 1e-2)", ylabel="training loss",
+           title=f"Delayed recall over T = {T}: class over the first k tokens")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ctx.savefig(fig, "s4_diagnose_recall.png")

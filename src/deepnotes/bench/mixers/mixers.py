@@ -231,8 +231,11 @@ def _init_params(cls) -> set[str]:
 
 
 def _plot(rows, metrics, cfg, ctx):
-    fig, axes = ctx.figure(1, 3, figsize=(16, 5))
+    from deepnotes.utils.plot import series_styles
+
+    fig, axes = ctx.figure(1, 3, figsize=(17, 5.6))
     labels = list(dict.fromkeys(r["mixer"] for r in rows))
+    styles = series_styles(labels)  # one fixed style per mixer, distinct for 13+ series
     for label in labels:
         ok = [r for r in rows if r["mixer"] == label and r["status"] == "ok"]
         if not ok:
@@ -246,7 +249,8 @@ def _plot(rows, metrics, cfg, ctx):
         ):
             p = metrics.get(f"{label}/{mkey}_exponent")
             tag = f"{label} (p={p:.2f})" if p is not None else label
-            ax.loglog(Ts, [r[key] for r in ok], marker="o", label=tag)
+            st = styles[label]
+            ax.loglog(Ts, [r[key] for r in ok], label=tag, ms=4, lw=1.2, **st)
     for ax, title in zip(
         axes,
         ("forward time (ms)", "forward+backward time (ms)", "peak memory, fwd+bwd (MiB)"),
@@ -255,5 +259,5 @@ def _plot(rows, metrics, cfg, ctx):
         ax.set_xlabel("sequence length T")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5, ncol=2, loc="upper left")
     ctx.savefig(fig, "mixers_scaling.png")

@@ -38,8 +38,8 @@ import torch
 from deepnotes.data.text import cached_text
 from deepnotes.experiments.lm.common import (
     RunResult,
+    plot_bpb_vs_speed,
     plot_curves,
-    run_color,
     train_config,
     train_lm,
 )
@@ -225,16 +225,7 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None)
     if runs:
         plot_curves(ctx, runs, "loss_vs_step.png", "mixer arena: byte-level LM on KJV")
         plot_curves(ctx, runs, "loss_vs_time.png", "mixer arena: loss vs training time", x="time")
-        fig, ax = ctx.figure(figsize=(6.5, 4.2))
-        for i, r in enumerate(rows):
-            row = r["row"]
-            ax.scatter(row["train_tok_s"], row["val_bpb"], color=run_color(i, len(rows)))
-            ax.annotate(row["mixer"], (row["train_tok_s"], row["val_bpb"]), fontsize=8,
-                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
-        ax.set(xscale="log", xlabel="training tokens / s (log)", ylabel="validation bits / byte",
-               title="quality vs speed (lower right is better)")  # fmt: skip
-        ax.grid(alpha=0.3)
-        ctx.savefig(fig, "bpb_vs_speed.png")
+        plot_bpb_vs_speed(ctx, [r["row"] for r in rows])
     else:  # every mixer failed: still leave a picture saying so
         fig, ax = ctx.figure(figsize=(4, 2))
         ax.text(0.5, 0.5, "no mixer finished", ha="center")

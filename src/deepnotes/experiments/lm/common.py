@@ -130,7 +130,8 @@ def train_lm(
 
 
 def run_color(i: int, n: int):
-    """Distinct colours: matplotlib's C0..C9 for up to 10 runs, tab20 beyond."""
+    """Distinct colours by position (kept for callers without names; prefer
+    `deepnotes.utils.plot.series_style(name)`, fixed per name across plots)."""
     if n <= 10:
         return f"C{i}"
     from matplotlib import colormaps
@@ -138,19 +139,63 @@ def run_color(i: int, n: int):
     return colormaps["tab20"](i % 20)
 
 
-def plot_curves(ctx, runs: dict[str, RunResult], name: str, title: str, x: str = "step") -> None:
-    """Training loss (thin) and validation loss (markers) of several runs against `x`."""
-    fig, ax = ctx.figure(figsize=(7, 4.2))
-    for i, (label, r) in enumerate(runs.items()):
-        color = run_color(i, len(runs))
+def plot_curves(
+    ctx, runs: dict[str, RunResult], name: str, title: str, x: str = "step",
+    bytes_per_token: float = 1.0,
+) -> None:  # fmt: skip
+    """Training loss (thin) and validation loss (markers) of several runs against `x`, in
+    bits per byte like the tables: nats / ln 2 / bytes_per_token (1 for byte-level LMs).
+    Each run keeps its name's style (`series_style`) in every plot."""
+    import math
+
+    from deepnotes.utils.plot import log_if_wide, series_styles
+
+    scale = 1.0 / (math.log(2) * bytes_per_token)
+    styles = series_styles(list(runs))
+    fig, ax = ctx.figure(figsize=(7.5, 4.6))
+    all_x = []
+    for label, r in runs.items():
+        st = styles[label]
         xs = [h[x] for h in r.history]
-        ax.plot(xs, [h["loss"] for h in r.history], color=color, lw=1, alpha=0.6)
+        all_x += xs
+        ax.plot(xs, [h["loss"] * scale for h in r.history], color=st["color"],
+                linestyle=st["linestyle"], lw=0.8, alpha=0.45)  # fmt: skip
         ev = [h for h in r.history if "val_loss" in h]
-        ax.plot([h[x] for h in ev], [h["val_loss"] for h in ev], "o-", color=color, ms=3,
-                label=label)  # fmt: skip
+        ax.plot([h[x] for h in ev], [h["val_loss"] * scale for h in ev], color=st["color"],
+                marker=st["marker"], linestyle=st["linestyle"], ms=4, label=label)  # fmt: skip
+    if x == "time":
+        log_if_wide(ax, all_x, "x")
     ax.set_xlabel({"step": "step", "time": "training time (s)"}.get(x, x))
-    ax.set_ylabel("loss (nats / token); line = train, dots = validation")
+    ax.set_ylabel("bits / byte (line: train, markers: validation)")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2 if len(runs) > 6 else 1)
+    ctx.savefig(fig, name)
+
+
+def plot_bpb_vs_speed(ctx, rows: list[dict], name: str = "bpb_vs_speed.png") -> None:
+    """The arena's quality-vs-speed scatter: rows with "mixer", "train_tok_s", "val_bpb"
+    (the table's units), each mixer in its fixed style, labels placed without overlaps."""
+    from deepnotes.utils.plot import label_points, log_if_wide, quiet_minor_ticks, series_styles
+
+    rows = [r for r in rows if r.get("val_bpb") is not None and r.get("train_tok_s")]
+    styles = series_styles([r["mixer"] for r in rows])
+    fig, ax = ctx.figure(figsize=(7.5, 5))
+    xs, ys = [r["train_tok_s"] for r in rows], [r["val_bpb"] for r in rows]
+    for r in rows:
+        st = styles[r["mixer"]]
+        ax.scatter(r["train_tok_s"], r["val_bpb"], color=st["color"], marker=st["marker"], s=40)
+    if xs:
+        lo, hi = min(xs), max(xs)
+        ax.set_xlim(lo / 1.6, hi * 2.2)  # room for labels right of the fastest points
+        span = (max(ys) - min(ys)) or 0.1
+        ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.12 * span)
+    if not log_if_wide(ax, xs, "x", decades=1.0):
+        ax.set_xscale("log")  # speeds compare as ratios
+        quiet_minor_ticks(ax, "x")
+    ax.set(xlabel="training tokens / s (log scale)", ylabel="validation bits / byte",
+           title="quality vs speed (lower right is better)")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    label_points(ax, xs, ys, [r["mixer"] for r in rows], color=[styles[r["mixer"]]["color"]
+                 for r in rows])  # fmt: skip
     ctx.savefig(fig, name)

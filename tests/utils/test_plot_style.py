@@ -1,0 +1,57 @@
+"""The shared plot style: fixed per-name styles, distinct series, labels that do not overlap."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepnotes.utils.plot import (
+    KNOWN,
+    label_points,
+    log_if_wide,
+    pyplot,
+    series_style,
+    series_styles,
+)
+
+
+def _key(st):
+    return (st["color"], st["marker"], st["linestyle"])
+
+
+def test_fifteen_series_get_fifteen_distinct_styles():
+    names = [*KNOWN[:13], "softmax[math]", "my_new_mixer"]
+    styles = series_styles(names)
+    assert len({_key(s) for s in styles.values()}) == 15
+    many = [f"run{i}" for i in range(40)]  # unknown names whose hashes collide
+    assert len({_key(s) for s in series_styles(many).values()}) == 40
+
+
+def test_style_is_fixed_per_name_across_plots():
+    a = series_styles(["gru", "softmax", "s4"])
+    b = series_styles(["s4", "linear", "softmax", "mamba"])
+    assert a["softmax"] == b["softmax"] == series_style("softmax")
+    assert a["s4"] == b["s4"]
+    assert series_style("softmax")["color"] != series_style("s4")["color"]  # the issue's clash
+    assert series_style("softmax[math]")["color"] == series_style("softmax")["color"]
+    assert _key(series_style("softmax[math]")) != _key(series_style("softmax"))
+    assert series_style("zzz") == series_style("zzz")  # deterministic fallback
+    first_ten = [series_style(n)["color"] for n in KNOWN[:10]]
+    assert len(set(first_ten)) == 10
+
+
+def test_labels_do_not_overlap(seed):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    rng = np.random.default_rng(seed)
+    xs = list(1e3 * 10 ** rng.uniform(0, 1.5, 12))
+    ys = list(3.2 + rng.uniform(0, 0.15, 12))  # a tight cluster, as in the arena
+    ax.scatter(xs, ys)
+    assert log_if_wide(ax, xs, "x", decades=1.0) == (max(xs) / min(xs) > 10)
+    texts = label_points(ax, xs, ys, [f"mixer_{i}" for i in range(12)])
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in texts]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+    plt.close(fig)

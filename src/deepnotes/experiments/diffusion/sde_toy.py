@@ -85,7 +85,7 @@ def _with_n(sde, n: int):
             "grid": 5,
             "lik_tol": 1e-2,
         },
-        "gpu": {"n_samples": 5000, "train_steps": 20000, "batch": 2048, "hidden": 256},
+        "gpu": {"n_samples": 5000, "train_steps": 10000, "batch": 2048, "hidden": 256},
     },
 )
 def run_sde_toy(cfg: SdeToyConfig, ctx: Context) -> Result:

@@ -39,7 +39,7 @@ class AdditionTask:
         if not response.endswith(END):
             return False
         body = response[:-1].lstrip(FILL)
-        return body.isdigit() and int(body) == answer
+        return body.isascii() and body.isdigit() and int(body) == answer
 
 
 def word_count_reward(text: str, word: str) -> float:

@@ -32,8 +32,8 @@ class MedusaConfig:
     base: str = ""  # folder from `deepnotes run base-lm` (its base-lm/); "" = train one here
     base_steps: int = 400  # steps of the small base trained when --base is empty
     n_heads: int = 4  # Medusa heads K
-    data: str = "corpus"  # corpus (KJV windows) | self (the base's greedy continuations)
-    steps: int = 200  # head training steps
+    data: str = "self"  # self (the base's greedy continuations, as the paper advises) | corpus
+    steps: int = 400  # head training steps
     batch_size: int = 16  # windows per step
     seq_len: int = 64  # tokens per window
     lr: float = 1e-3  # Adam learning rate of the heads
@@ -212,6 +212,7 @@ def _plot(ctx: Context, history: list[list[float]], rows: list[dict]) -> None:
     ax2.bar(range(len(rows)), [r["mean_accepted_length"] for r in rows], color="tab:green")
     ax2.axhline(1.0, color="k", lw=1, ls="--", label="greedy (1 token / forward)")
     ax2.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax2.set(ylabel="tokens per forward", title="mean accepted length")
+    top = max(r["mean_accepted_length"] for r in rows)
+    ax2.set(ylabel="tokens per forward", title="mean accepted length", ylim=(0, 1.3 * top))
     ax2.legend(fontsize=8)
     ctx.savefig(fig, "medusa.png")

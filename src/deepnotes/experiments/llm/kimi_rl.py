@@ -37,7 +37,7 @@ from deepnotes.models.lm import LM, LMConfig
 class KimiRLConfig:
     d_model: int = 64  # width of the byte-level policy LM
     n_layers: int = 2  # its blocks
-    sft_steps: int = 300  # supervised steps on noisy demonstrations
+    sft_steps: int = 1000  # supervised steps on noisy demonstrations
     sft_noise: float = 0.5  # share of demonstrations with a wrong answer
     iterations: int = 30  # RL iterations
     prompts_per_iter: int = 16  # new prompts per iteration (B)

@@ -13,4 +13,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "${DEEPNOTES_TORCH:-torch==2.13.0}"
 fi
 "${PIP[@]}" -e ".[all]"
+# medusa-llm, the Medusa peer: without its dependencies (medusa.model.utils needs only torch;
+# the package pins old transformers/fschat versions the tests never use)
+"${PIP[@]}" --no-deps "medusa-llm==0.1"
 .venv/bin/python -c "import deepnotes, torch; print('deepnotes', deepnotes.__version__, '| torch', torch.__version__)"

@@ -122,3 +122,66 @@ def test_iterable_is_reiterated_and_bad_config_rejected():
         Trainer(model, TrainConfig(grad_accum=0), data)
     with pytest.raises(ValueError, match="resume path"):
         Trainer(model, TrainConfig(steps=1, resume="/no/such/dir", **QUIET), data).fit()
+
+
+# ------------------------------------------------------------------ fit's hooks and caps
+def _windows():
+    return TokenWindows(torch.randint(0, 32, (500,)), 4, 16)
+
+
+def test_time_cap_stops_evaluates_and_says_so(monkeypatch):
+    """With max_seconds the run stops at the first step past the cap, evaluates there and
+    sets stopped_early; the clock is faked so the test does not depend on machine speed."""
+    import deepnotes.train.trainer as T
+
+    clock = iter(range(0, 10**6, 10))  # every perf_counter call advances 10 "seconds"
+    monkeypatch.setattr(T.time, "perf_counter", lambda: next(clock))
+    evals = []
+    cfg = TrainConfig(steps=50, warmup=1, max_seconds=25.0, log_interval=100, **QUIET)
+    tr = Trainer(tiny_lm(), cfg, _windows(), eval_fn=lambda m: evals.append(1) or {"val": 1.0})
+    hist = tr.fit()
+    assert tr.stopped_early and tr.stop_reason == "time cap"
+    assert tr.step < 50 and hist[-1]["step"] == tr.step and hist[-1]["val"] == 1.0
+    assert len(evals) == 1 and tr.elapsed > 25.0
+
+
+def test_stop_fn_ends_the_run_after_a_logged_step():
+    cfg = TrainConfig(steps=20, warmup=1, log_interval=2, **QUIET)
+    tr = Trainer(tiny_lm(), cfg, _windows(), stop_fn=lambda e: e["step"] >= 6)
+    hist = tr.fit()
+    assert [h["step"] for h in hist] == [2, 4, 6] and tr.step == 6
+    assert tr.stopped_early and tr.stop_reason == "stop_fn"
+
+
+def test_on_log_adds_fields_before_evaluation_and_eval_names_do_not_clobber():
+    order = []
+
+    def on_log(trainer, entry):
+        order.append("log")
+        entry["extra"] = trainer.step * 10
+
+    def eval_fn(model):
+        order.append("eval")
+        return {"loss": -1.0, "acc": 0.5}  # "loss" is also the training loss's name
+
+    cfg = TrainConfig(steps=4, warmup=1, log_interval=2, eval_interval=4, **QUIET)
+    tr = Trainer(tiny_lm(), cfg, _windows(), eval_fn=eval_fn, on_log=on_log)
+    hist = tr.fit()
+    assert [h["extra"] for h in hist] == [20, 40]
+    assert order == ["log", "log", "eval"]
+    assert hist[-1]["eval_loss"] == -1.0 and hist[-1]["loss"] > 0 and hist[-1]["acc"] == 0.5
+    assert tr.last_eval == {"loss": -1.0, "acc": 0.5} and not tr.stopped_early
+
+
+def test_reseed_false_keeps_the_callers_random_stream(seed):
+    def run(reseed):
+        torch.manual_seed(seed)
+        model = tiny_lm(dropout=0.2)
+        cfg = TrainConfig(steps=3, warmup=1, seed=123, **QUIET)
+        hist = Trainer(model, cfg, TokenWindows(torch.arange(400) % 32, 2, 8, seed=0)).fit(
+            reseed=reseed
+        )
+        return [h["loss"] for h in hist]
+
+    assert run(False) == run(False)  # deterministic given the caller's seed
+    assert run(False)[1:] != run(True)[1:]  # reseeding changes the dropout masks

@@ -71,13 +71,13 @@ def test_arena_resume_reuses_finished_mixers(tmp_path, monkeypatch):
         return {"row": row, "history": [], "sample": ""}
 
     monkeypatch.setattr(arena, "run_mixer", stub)
-    rec = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True)
+    rec = jobs.run_job(job, cfg, out=tmp_path, budget="smoke", quiet=True, resume=True)
     assert calls == [] and rec["table"][0]["mixer"] == "softmax"
     assert rec["table"][0]["val_bpb"] != 123.0
     assert (tmp_path / "mixers" / "softmax.json").read_text() == saved
     # a changed config invalidates the saved result
     cfg2 = job.make_config("smoke", mixers=["softmax"], lr=1e-4)
-    rec = jobs.run_job(job, cfg2, out=tmp_path, budget="smoke", quiet=True)
+    rec = jobs.run_job(job, cfg2, out=tmp_path, budget="smoke", quiet=True, resume=True)
     assert calls == ["softmax"] and rec["table"][0]["val_bpb"] == 123.0
 
 

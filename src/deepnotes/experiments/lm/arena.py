@@ -241,8 +241,9 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None)
         warning = (
             f"WARNING: UNEQUAL BUDGET. The time guard (max_total_seconds = "
             f"{cfg.max_total_seconds:g}) stopped {', '.join(capped)} before {cfg.steps} steps "
-            "(see 'steps'); their bits/byte are not comparable with the others. Rerun on a "
-            "less loaded machine or with a larger --max-total-seconds."
+            "(see 'steps'); their bits/byte are not comparable with the others. Rerun with "
+            "the same --out, --resume and a larger --max-total-seconds (finished mixers are "
+            "kept), or on a less loaded machine."
         )
         notes.insert(0, warning)
         ctx.log(warning)

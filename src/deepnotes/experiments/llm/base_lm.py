@@ -138,11 +138,11 @@ def run(cfg: BaseLMConfig, ctx: Context) -> Result:
     return Result(
         metrics={
             **summary,
-            "weights": str(folder),
+            "weights": f"OUT/{folder.name}",  # relative: no machine path in the results
             "data": data.describe(),
             "lm_config": dataclasses.asdict(model.cfg),
             "sample": sample,
         },
         table=[row],
-        notes=[f"weights: {folder}", f"greedy sample: {json.dumps(sample)[:200]}"],
+        notes=[f"weights: OUT/{folder.name}", f"greedy sample: {json.dumps(sample)[:200]}"],
     )

@@ -176,7 +176,7 @@ def run(cfg: MedusaConfig, ctx: Context) -> Result:
             "final_head_ce": history[-1],
             "best_mean_accepted_length": best,
             "greedy_tokens_per_s_cpu": cfg.new_tokens * len(prompts) / t_greedy,
-            "heads": str(ctx.out / "medusa_heads.safetensors"),
+            "heads": "OUT/medusa_heads.safetensors",  # relative: no machine path in results
             "sample": sample,
         },
         table=rows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -202,3 +203,25 @@ def test_results_record_revision_threads_cpu_and_file_modes(tmp_path, monkeypatc
     assert rec["command"].startswith("deepnotes") and rec["device"] == "cpu"
     for f in [out / "results.json", *out.glob("*.png"), out / "mixers" / "softmax.json"]:
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+@dataclasses.dataclass
+class _Commented:
+    a: int = 1  # first line of a's comment
+    # a's continuation line
+
+    # the comment above b, which has none of its own
+    b: int = 2
+    c: list[int] = dataclasses.field(
+        default_factory=list
+    )  # c's comment after the closing parenthesis
+
+
+def test_field_comments_trailing_continued_above_and_after_a_call():
+    from deepnotes.cli_options import field_comments
+
+    assert field_comments(_Commented) == {
+        "a": "first line of a's comment a's continuation line",
+        "b": "the comment above b, which has none of its own",
+        "c": "c's comment after the closing parenthesis",
+    }

@@ -143,12 +143,22 @@ def field_comments(config_cls: type) -> dict[str, str]:
             elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
                                   tokenize.DEDENT, tokenize.ENDMARKER):  # fmt: skip
                 code_lines.add(tok.start[0])
+        own = {n: [comments[i] for i in range(a, b + 1) if i in comments]
+               for n, (a, b) in starts.items()}  # fmt: skip
+        bare_starts = {a for n, (a, _) in starts.items() if not own[n]}
         for name, (first, last) in starts.items():
-            parts = [comments[i] for i in range(first, last + 1) if i in comments]
-            line = last + 1
-            while line in comments and line not in code_lines:  # continuation lines
-                parts.append(comments[line])
+            parts = list(own[name])
+            if not parts:  # comment-only lines just above a field without its own comment
+                line = first - 1
+                while line in comments and line not in code_lines:
+                    parts.insert(0, comments[line])
+                    line -= 1
+            line, below = last + 1, []  # continuation lines below the field ...
+            while line in comments and line not in code_lines:
+                below.append(comments[line])
                 line += 1
+            if line not in bare_starts:  # ... unless they introduce the next, bare field
+                parts += below
             text = " ".join(p for p in parts if p and p != "fmt: skip")
             if text:
                 out[name] = text

@@ -12,7 +12,9 @@ import pytest
 
 from deepnotes.nlp.ngram import KneserNey, ModifiedKneserNey, write_arpa
 
-kenlm = pytest.importorskip("kenlm")
+kenlm = pytest.importorskip(
+    "kenlm", reason="KenLM is optional (it builds from source: pip install kenlm)"
+)
 
 
 def kenlm_log10(model, context, word) -> float:

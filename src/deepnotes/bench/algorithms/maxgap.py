@@ -38,7 +38,7 @@ IMPLS = {
 class MaxGapBenchConfig:
     sizes: list[int] = field(
         default_factory=lambda: [1_000, 10_000, 100_000, 300_000, 1_000_000, 3_000_000]
-    )
+    )  # array lengths n swept
     fit_from: int = 100_000  # exponents from here up: below, call overheads and the CPU caches
     # (the bucket arrays fit in cache up to ~1e4 items) change the cost per item
     high: int = 2**62  # values uniform in [-high, high): a range far beyond n

@@ -52,8 +52,8 @@ class LMMFUConfig:
     # coordinate-descent tuning of its generated kernels for that row.
     rows: list[str] = field(default_factory=list)
     n_layers: int = 12  # GPT-2 small
-    n_heads: int = 12
-    d_model: int = 768
+    n_heads: int = 12  # GPT-2 small
+    d_model: int = 768  # GPT-2 small
     seq_len: int = 1024  # T
     vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64
     norm: str = "layernorm"  # ours: layernorm | rmsnorm

@@ -31,7 +31,7 @@ from deepnotes.utils.timing import peak_memory_bytes, time_ms
 
 @dataclass
 class KernelsBenchConfig:
-    ops: list[str] = field(default_factory=lambda: ["flash", "linear", "gau", "scan"])
+    ops: list[str] = field(default_factory=lambda: ["flash", "linear", "gau", "scan"])  # kernels
     tokens: int = 65536  # B*T, fixed across lengths (the setting)
     width: int = 2048  # H*D for attention; E for GAU; channels Dm for the scan
     head_dims: list[int] = field(default_factory=lambda: [64, 128])  # D (H = width / D)
@@ -43,7 +43,7 @@ class KernelsBenchConfig:
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
     scan_state: int = 16  # N, Mamba's default state size
     dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
-    causal: bool = True
+    causal: bool = True  # causal masking (the LM setting)
     peers: bool = True  # time SDPA and fla (when installed)
     references: bool = True  # time the PyTorch forms where they fit ref_max_gb / ref_max_T
     ref_max_gb: float = 24.0  # skip a reference whose T x T or working set would exceed this

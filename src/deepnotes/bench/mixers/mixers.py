@@ -37,7 +37,7 @@ class MixersBenchConfig:
         default_factory=lambda: [256, 512, 1024, 2048, 4096, 8192, 16384]
     )  # the T sweep of the foundation issue
     d_model: int = 256  # width; 4 heads of 64 for the attention mixers
-    batch: int = 1
+    batch: int = 1  # sequences per call (1: the cost of one long sequence)
     causal: bool = True  # non-causal-only mixers (linformer) always run bidirectional
     dtype: str = "float32"  # float32 on CPU; bfloat16 on GPU
     repeat: int = 5  # timed repeats (median of 5 resists a noisy, shared machine); CUDA: do_bench

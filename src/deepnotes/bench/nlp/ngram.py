@@ -32,7 +32,7 @@ class NgramBenchConfig:
     max_tokens: int | None = None  # None: the whole corpus (~1M tokens, the size)
     order: int = 3  # trigrams: the usual size, and nltk's KN cost grows with the order
     min_count: int = 2  # words seen once read as <unk> (nltk's unk_cutoff)
-    models: list[str] = field(default_factory=lambda: ["mle", "laplace", "kneser-ney"])
+    models: list[str] = field(default_factory=lambda: ["mle", "laplace", "kneser-ney"])  # LMs
     heldout_every: int = 20  # every k-th sentence is held out for scoring (about 5%)
     nltk: bool = True  # run the peer (pip install nltk)
     nltk_kn_queries: int = 200  # nltk KN scoring is timed on this many n-grams, extrapolated

@@ -35,7 +35,7 @@ from deepnotes.utils.env import threads
 class Word2VecConfig:
     corpus: str = "kjv"  # load_corpus name or text path; KJV: 934k tokens, 30k sentences
     max_tokens: int | None = None  # None: the whole corpus
-    archs: list[str] = field(default_factory=lambda: ["skipgram", "cbow"])
+    archs: list[str] = field(default_factory=lambda: ["skipgram", "cbow"])  # architectures
     dim: int = 100  # gensim's default vector_size
     window: int = 5  # gensim's default
     min_count: int = 5  # gensim's default; KJV keeps about 6k words
@@ -52,7 +52,7 @@ class Word2VecConfig:
     seeds: int = 1  # repeat every training with seeds seed, seed+1, ...; means are compared
     neighbours: list[str] = field(
         default_factory=lambda: ["god", "king", "david", "water", "love", "jerusalem"]
-    )
+    )  # words whose nearest neighbours are listed
 
 
 QUALITY = ("wordsim353_rho", "simlex999_rho", "analogy_acc")

@@ -26,6 +26,7 @@ class MCConfig:
     horizon: int = 60  # extra steps so each used return sees >= 60 rewards (0.9^60 ~ 2e-3)
     epsilon: float = 0.1  # epsilon-greedy exploration (Zhao uses 0.1 .. 0.5)
     alpha: float = 0.1  # constant step size of the "ES, alpha" variant
+    # episode lengths of MC Basic's sweep
     basic_lengths: list[int] = field(default_factory=lambda: [1, 3, 6, 10, 15, 30, 100])
     eval_every: int = 500  # episodes between exact evaluations of the current policy
 

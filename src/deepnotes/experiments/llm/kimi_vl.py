@@ -323,10 +323,12 @@ def _plot(ctx, rows, curves, loads, groups, cfg):
         xs = np.arange(L * E)
         ax.bar(xs + (j - 0.5) * 0.4, load.flatten().numpy(), 0.4, label=mode)
     ax.axhline(1 / load.shape[1], color="grey", ls=":", label="uniform")
-    ax.set_xticks(
-        np.arange(L * E), [f"L{i}E{e}" for i in range(L) for e in range(E)], rotation=90, fontsize=7
-    )
+    for i in range(1, L):  # one group of E bars per MoE layer
+        ax.axvline(i * E - 0.5, color="black", lw=0.5, alpha=0.4)
+    ax.set_xticks((np.arange(L) + 0.5) * E - 0.5, [f"layer {i}" for i in range(L)])
+    ax.set_xlabel(f"{E} experts per layer")
     ax.set_ylabel("share of routed assignments")
+    ax.set_ylim(0, 1.35 * float(max(v.max() for v in loads.values())))  # room for the legend
     ax.set_title("expert load (eval set)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     ctx.savefig(fig, "kimi_vl")

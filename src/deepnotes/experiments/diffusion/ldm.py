@@ -151,8 +151,8 @@ def _train_vae(cfg, x, ctx, gen):
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(mse.item())
-    return vae.eval(), losses
+        losses.append(mse.detach())  # no per-step host sync on the GPU
+    return vae.eval(), torch.stack(losses).tolist()
 
 
 def _train_unet(cfg, z_mean, z_std, y, ctx, gen, ac):
@@ -189,8 +189,8 @@ def _train_unet(cfg, z_mean, z_std, y, ctx, gen, ac):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
-    return unet.eval(), enc.eval(), losses
+        losses.append(loss.detach())
+    return unet.eval(), enc.eval(), torch.stack(losses).tolist()
 
 
 def _grid_image(imgs: torch.Tensor, rows: int, cols: int) -> np.ndarray:
@@ -227,14 +227,14 @@ def _grid_image(imgs: torch.Tensor, rows: int, cols: int) -> np.ndarray:
         "gpu": dict(
             image_size=32,
             vae_channels=(32, 64, 64),
-            vae_steps=2000,
+            vae_steps=1000,
             unet_channels=(64, 128),
             unet_attn=(True, True),
             unet_heads=4,
             d_context=64,
-            unet_steps=6000,
-            classifier_steps=1500,
-            samples_per_class=100,
+            unet_steps=3000,
+            classifier_steps=800,
+            samples_per_class=50,
             sample_steps=50,
             batch_size=128,
             lr=1e-3,

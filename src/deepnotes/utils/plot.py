@@ -6,7 +6,8 @@ base's colour with another marker and a dashed line; any other name gets a slot 
 stable hash of its text (crc32, not Python's salted `hash`). `series_styles` gives one plot's
 series distinct styles (a later series that collides moves to the next free slot), so 40
 series stay distinguishable. `label_points` places scatter labels without overlaps, and
-`log_if_wide` switches an axis to log scale when the data span decades.
+`log_if_wide` switches an axis to log scale when the data span decades, and `log_ticks` writes
+a log axis's labels as plain numbers ("2048", "0.5") that do not collide.
 """
 
 from __future__ import annotations
@@ -137,6 +138,37 @@ def quiet_minor_ticks(ax, axis: str = "x") -> None:
     from matplotlib.ticker import NullFormatter
 
     (ax.xaxis if axis == "x" else ax.yaxis).set_minor_formatter(NullFormatter())
+
+
+def tick_label(v: float) -> str:
+    """A short plain number for a tick: 2048 -> "2048", 0.05 -> "0.05", 3e6 -> "3e6"."""
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e5 or abs(v) < 1e-3:
+        m, e = f"{v:.0e}".split("e")
+        return f"{m}e{int(e)}"
+    return f"{v:g}"
+
+
+def log_ticks(ax, axis: str = "y", at: Sequence[float] | None = None) -> None:
+    """Readable labels on a log axis (call after plotting): major ticks at `at` (e.g. the
+    sequence lengths measured) or, without it, at 1-2-5 steps when the axis spans at most two
+    decades and at decades otherwise; labels are plain numbers (`tick_label`), never
+    "2x10^3 3x10^3" pairs that run into each other; minor ticks stay, unlabelled."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    if at is not None:
+        a.set_major_locator(FixedLocator(sorted({float(v) for v in at if v and v > 0})))
+    else:
+        lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        span = math.log10(max(hi, 1e-300) / max(lo, 1e-300))
+        subs = (1.0, 2.0, 5.0) if span <= 2.5 else (1.0,)  # numticks thins long spans
+        a.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    a.set_major_formatter(FuncFormatter(lambda v, _pos: tick_label(v)))
+    a.set_minor_formatter(NullFormatter())
 
 
 def pyplot():

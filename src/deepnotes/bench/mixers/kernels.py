@@ -320,19 +320,39 @@ def _ratios(rows: list[dict], metrics: dict) -> None:
 
 
 def _plot(rows, ctx):
+    """One panel per op: forward+backward median ms against T, log-log; colour = implementation,
+    line style = head dim D (two legends beside the panel). Ticks sit at the measured T and
+    read as plain numbers."""
+    from matplotlib.lines import Line2D
+
+    from deepnotes.utils.plot import log_ticks, series_styles
+
     ops = list(dict.fromkeys(r["op"] for r in rows))
-    fig, axes = ctx.figure(1, max(1, len(ops)), figsize=(5.5 * max(1, len(ops)), 4.5))
+    fig, axes = ctx.figure(1, max(1, len(ops)), figsize=(7 * max(1, len(ops)), 4.5))
     axes = [axes] if len(ops) == 1 else list(axes)
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    styles = series_styles(impls)
+    lines = ("-", "--", ":", "-.")
     for ax, op in zip(axes, ops, strict=False):
-        sel = [r for r in rows if r["op"] == op]
-        for key in dict.fromkeys((r["impl"], r["D"]) for r in sel):
-            pts = sorted((r["T"], r["fwdbwd_ms"]) for r in sel if (r["impl"], r["D"]) == key)
-            ax.loglog(*zip(*pts, strict=True), marker="o", label=f"{key[0]} D={key[1]}")
+        sel = [r for r in rows if r["op"] == op and r.get("fwdbwd_ms") is not None]
+        dims = list(dict.fromkeys(r["D"] for r in sel))
+        for impl, d in dict.fromkeys((r["impl"], r["D"]) for r in sel):
+            pts = sorted((r["T"], r["fwdbwd_ms"]) for r in sel if (r["impl"], r["D"]) == (impl, d))
+            st = dict(styles[impl], linestyle=lines[dims.index(d) % 4])
+            ax.plot(*zip(*pts, strict=True), **st, ms=7)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        log_ticks(ax, "x", at=[r["T"] for r in sel])
+        log_ticks(ax, "y")
         ax.set_title(f"{op}: forward+backward")
         ax.set_xlabel("sequence length T (B*T fixed)")
-        ax.set_ylabel("ms (median)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.set_ylabel("time (ms, median)")
+        ax.grid(True, which="major", alpha=0.3)
+        mine = [i for i in impls if any(r["impl"] == i for r in sel)]
+        handles = [Line2D([], [], **dict(styles[i], linestyle="-"), ms=7, label=i) for i in mine]
+        handles += [Line2D([], [], color="k", linestyle=lines[k % 4], label=f"D={d}")
+                    for k, d in enumerate(dims)]  # fmt: skip
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     ctx.savefig(fig, "kernels.png")
 
 

@@ -143,7 +143,7 @@ def run_sde_toy(cfg: SdeToyConfig, ctx: Context) -> Result:
                         }
                     )
                 lik[(name, score_name)] = _nll(sde, score_fn, gm, x_test, cfg.lik_tol)
-    _plot_swd(ctx, curves, floor)
+    _plot_swd(ctx, curves, floor, float(np.std(floors)))
     dens = _plot_density(ctx, gm, sdes, nets, cfg)
     lik_rows = [
         {
@@ -223,31 +223,49 @@ def _nll(sde, score_fn, gm, x, tol) -> tuple[float, float]:
     return float(-logp.mean()), float(-gm.log_prob(x).mean())
 
 
-def _plot_swd(ctx, curves, floor) -> None:
+def _plot_swd(ctx, curves, floor, floor_sd: float | None = None) -> None:
+    """SWD against NFE, one panel per SDE. `curves[(sde, score, sampler)] = [(nfe, swd)]`.
+    Colour = sampler, and the score is told apart by two cues at once: exact = solid line and
+    filled circles, learned = dashed line and open squares (one legend per cue)."""
+    from matplotlib.lines import Line2D
+
+    from deepnotes.utils.plot import log_ticks
+
     fig, axes = ctx.figure(1, 3, figsize=(15, 4.6), sharey=True)
     colors = {"EM": "tab:blue", "PC": "tab:orange", "ODE": "tab:green"}
+    score_style = {
+        "exact": dict(linestyle="-", marker="o", lw=1.8),
+        "learned": dict(linestyle="--", marker="s", markerfacecolor="white", lw=1.4),
+    }
     for ax, name in zip(axes, ("VE", "VP", "sub-VP"), strict=True):
         for (sde_name, score_name, sampler), pts in curves.items():
             if sde_name != name:
                 continue
             pts = sorted(pts)
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                linestyle="-" if score_name == "exact" else "--",
-                color=colors[sampler],
-                label=f"{sampler}, {score_name} score",
-            )
-        ax.axhline(floor, color="gray", linestyle=":", label="data vs data")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[sampler], ms=6,
+                    markeredgewidth=1.3, **score_style[score_name])  # fmt: skip
+        ax.axhline(floor, color="gray", linestyle=":")
+        if floor_sd:
+            ax.axhspan(floor - floor_sd, floor + floor_sd, color="gray", alpha=0.12, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks([10, 20, 50, 100, 200, 400], labels=["10", "20", "50", "100", "200", "400"])
         ax.xaxis.set_minor_formatter(NullFormatter())
+        log_ticks(ax, "y")
         ax.set_xlabel("score evaluations (NFE)")
         ax.set_title(f"{name} SDE")
+        ax.grid(alpha=0.3, which="major")
     axes[0].set_ylabel("sliced Wasserstein distance to data")
-    axes[0].legend(fontsize=7)
+    samplers = [Line2D([], [], color=c, lw=3, label=f"{k} sampler") for k, c in colors.items()]
+    scores = [
+        Line2D([], [], color="k", ms=6, markeredgewidth=1.3, label=f"{k} score", **st)
+        for k, st in score_style.items()
+    ]
+    band = " (band: +- 1 sd)" if floor_sd else ""
+    scores.append(Line2D([], [], color="gray", linestyle=":", label=f"data vs data{band}"))
+    # two legends, one per cue, in panels whose upper part is mostly empty
+    axes[1].legend(handles=samplers, loc="best", fontsize=10)
+    axes[2].legend(handles=scores, loc="best", fontsize=10)
     ctx.savefig(fig, "sde_toy_swd_vs_nfe.png")
 
 

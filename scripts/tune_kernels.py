@@ -2,6 +2,7 @@
 
 Usage (on a CUDA machine, from the repository root):
     PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan] [--json F]
+        [--plot F.png]
 
 Each op is timed at the benchmark's setting (bf16, B*T = 65,536, H*D = 2048) at one or two
 lengths; the winners are what the kernels' CONFIG tables hold (see docs/kernels.md).
@@ -212,6 +213,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ops", default="flash,gau,scan,linear")
     p.add_argument("--json", default=None, help="write all trials to this file")
+    p.add_argument("--plot", default=None, help="draw the sweeps into this PNG")
     args = p.parse_args(argv)
     results: list[dict] = []
     fns = {"flash": tune_flash, "linear": tune_linear, "gau": tune_gau, "scan": tune_scan}
@@ -230,6 +232,14 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.plot:
+        from pathlib import Path
+
+        from deepnotes.bench.mixers.tuning_plot import plot_tuning
+        from deepnotes.jobs import Context
+
+        out = Path(args.plot)
+        plot_tuning(results, Context(out=out.parent, device=torch.device(DEV)), name=out.name)
     return 0
 
 

@@ -94,20 +94,15 @@ def medusa_loss(
 
 
 # ---------------------------------------------------------------------------- tree forward
-def _attention(q, k, v, bias, scale):
-    """Attention with an additive bias [T, S] (0 or -inf); the shared layer when present."""
-    try:
-        from deepnotes.layers.attention import attention
-    except ImportError:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
-    return attention(q, k, v, attn_bias=bias, scale=scale)
+def _rotary_tables(rotary: nn.Module, positions: torch.Tensor, dtype: torch.dtype):
+    """cos, sin [N, K] of RotaryEmbedding at arbitrary positions [N] (its own arithmetic)."""
+    freqs = positions.float()[:, None] * rotary.inv_freq.to(positions.device)[None, :]
+    cos, sin = freqs.cos(), freqs.sin()
+    return torch.cat([cos, cos], -1).to(dtype), torch.cat([sin, sin], -1).to(dtype)
 
 
-def _rotate(x: torch.Tensor, rotary: nn.Module, positions: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of x [B, H, T, K] at arbitrary positions [T] (as RotaryEmbedding)."""
-    freqs = positions.float()[:, None] * rotary.inv_freq.to(x.device)[None, :]
-    cos = torch.cat([freqs.cos(), freqs.cos()], -1).to(x.dtype)
-    sin = torch.cat([freqs.sin(), freqs.sin()], -1).to(x.dtype)
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding ("rotate half") of x [B, H, N, K] with tables [N, K]."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -125,10 +120,15 @@ def check_model(model: nn.Module) -> None:
 def forward_cached(
     model: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, state
 ) -> torch.Tensor:
-    """Run new tokens [1, N] over the KV cache in `state` (an LMState); append their keys.
+    """Run new tokens [B, N] over the KV cache in `state` (an LMState); append their keys.
 
     positions: [N] absolute positions; bias: [N, N] additive mask among the new tokens (they
-    see every cached token). Returns the final hidden states [1, N, D] (after the norm).
+    see every cached token). Returns the final hidden states [B, N, D] (after the norm).
+
+    Decoding at batch 1 is bound by kernel launches and Python, not by arithmetic, so this
+    path keeps the op count low: the rotary tables are computed once for all blocks (every
+    block has the same rotary), attention calls SDPA directly (a node always sees itself, so
+    no row is fully masked), and one new token needs no mask at all.
     """
     cfg = model.cfg
     x = model.embed(tokens)
@@ -136,16 +136,19 @@ def forward_cached(
         x = x + model.pos.weight[positions]
     elif cfg.positions == "sinusoidal":
         x = x + model.pos_table[positions].to(x.dtype)
-    t = state.layers[0].length
-    full_bias = torch.cat([bias.new_zeros(bias.shape[0], t), bias], dim=1)
+    N, t = tokens.shape[1], state.layers[0].length
+    mask = None if N == 1 else torch.cat([bias.new_zeros(N, t), bias], dim=1)
+    rotary = model.blocks[0].mixer.rotary
+    tables = None if rotary is None else _rotary_tables(rotary, positions, x.dtype)
     for block, cache in zip(model.blocks, state.layers, strict=True):
         mixer = block.mixer
         h = block.norm1(x) if block.pre else x
         q, k, v = (mixer.split_heads(u) for u in mixer.qkv(h).chunk(3, dim=-1))
-        if mixer.rotary is not None:
-            q, k = _rotate(q, mixer.rotary, positions), _rotate(k, mixer.rotary, positions)
+        if tables is not None:
+            q, k = _rotate(q, *tables), _rotate(k, *tables)
         k_all, v_all = cache.append(k, v)
-        y = mixer.out(mixer.merge_heads(_attention(q, k_all, v_all, full_bias, mixer.scale)))
+        o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=mixer.scale)
+        y = mixer.out(mixer.merge_heads(o))
         if block.pre:
             x = x + y
             x = x + block.ffn(block.norm2(x))
@@ -273,22 +276,38 @@ def medusa_generate(
 def greedy_cached(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     """Greedy decoding through the same cached forward as Medusa (one token per forward).
 
-    The speed baseline: prompt [1, T0] -> [1, T0 + max_new_tokens].
+    prompt [B, T0] -> [B, T0 + max_new_tokens]. The prompt goes in as one forward (not token
+    by token), so a batch of B prompts costs 1 + max_new_tokens forwards in all: the speed
+    baseline at B = 1, and the generator of self-distillation data at large B.
     """
     check_model(model)
-    device, dtype = prompt.device, model.embed.weight.dtype
-    state = model.init_state(1, device=device, dtype=dtype)
-    T0 = prompt.shape[1]
-    h = forward_cached(
-        model, prompt, torch.arange(T0, device=device), _causal_bias(T0, dtype, device), state
-    )[0, -1]
-    one = torch.zeros(1, 1, dtype=dtype, device=device)
-    out = []
-    for i in range(max_new_tokens):
-        nxt = model.head(h).argmax(-1)
-        out.append(nxt)
-        if i < max_new_tokens - 1:
-            pos = torch.full((1,), state.layers[0].length, device=device, dtype=torch.long)
-            h = forward_cached(model, nxt.view(1, 1), pos, one, state)[0, -1]
-    new = torch.stack(out) if out else prompt.new_zeros(0)
-    return torch.cat([prompt, new.view(1, -1)], dim=1)
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"greedy_cached needs a prompt of shape [B, T0], got {prompt.shape}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    B, T0 = prompt.shape
+    limit = T0 + max_new_tokens
+    if model.cfg.positions in ("learned", "sinusoidal") and limit > model.cfg.max_len:
+        raise ValueError(f"prompt + new tokens = {limit} exceeds max_len = {model.cfg.max_len}")
+    if max_new_tokens == 0:
+        return prompt.clone()
+    was_training = model.training
+    model.eval()
+    try:
+        device, dtype = prompt.device, model.embed.weight.dtype
+        state = model.init_state(B, device=device, dtype=dtype)
+        positions = torch.arange(limit, device=device)
+        h = forward_cached(model, prompt, positions[:T0], _causal_bias(T0, dtype, device), state)[
+            :, -1
+        ]
+        one = torch.zeros(1, 1, dtype=dtype, device=device)
+        out = []
+        for i in range(max_new_tokens):
+            nxt = model.head(h).argmax(-1, keepdim=True)  # [B, 1]
+            out.append(nxt)
+            if i < max_new_tokens - 1:
+                pos = positions[T0 + i : T0 + i + 1]
+                h = forward_cached(model, nxt, pos, one, state)[:, -1]
+        return torch.cat([prompt, *out], dim=1)
+    finally:
+        model.train(was_training)

@@ -156,23 +156,44 @@ def attention_entropy(model, tokens: torch.Tensor) -> dict[str, float]:
 
 
 def _plot_init(ctx: Context, rows: list[dict], keys: int) -> None:
-    fig, (a, b) = ctx.figure(1, 2, figsize=(11, 4.2))
+    """Var(q.k) and softmax-row entropy at init against head dim d, one series per case.
+    Cases that coincide (the scaled ones all sit at Var = 1) stay visible through their own
+    marker and line style; one legend, right of the panels, serves both."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+
+    from deepnotes.utils.plot import log_ticks
+
+    fig, (a, b) = ctx.figure(1, 2, figsize=(13, 4.6))
     cases = list(dict.fromkeys(r["case"] for r in rows))
+    markers, lines = "osD^vP<>", ("-", "--", "-.", ":")
+    handles = []
     for i, c in enumerate(cases):
         rs = [r for r in rows if r["case"] == c]
         ds = [r["d"] for r in rs]
-        a.loglog(ds, [r["var_qk"] for r in rs], "o-", color=f"C{i}", label=c, ms=4)
-        b.semilogx(ds, [r["entropy"] for r in rs], "o-", color=f"C{i}", label=c, ms=4)
+        st = dict(color=f"C{i}", marker=markers[i % 8], linestyle=lines[i % 4], ms=6,
+                  markerfacecolor="none" if i % 2 else f"C{i}", markeredgewidth=1.3)  # fmt: skip
+        a.loglog(ds, [r["var_qk"] for r in rs], **st)
+        b.semilogx(ds, [r["entropy"] for r in rs], **st)
+        handles.append(Line2D([], [], label=c, **st))
     ds = sorted({r["d"] for r in rows})
-    a.loglog(ds, ds, "k--", lw=1, label="theory: Var = d")
-    a.loglog(ds, [1.0] * len(ds), "k:", lw=1, label="theory: Var = 1")
+    a.loglog(ds, ds, color="k", lw=2.5, alpha=0.25)
+    a.loglog(ds, [1.0] * len(ds), color="k", lw=5, alpha=0.15)
+    handles += [
+        Line2D([], [], color="k", lw=2.5, alpha=0.25, label="theory: Var = d"),
+        Line2D([], [], color="k", lw=5, alpha=0.15, label="theory: Var = 1"),
+    ]
     a.set(xlabel="head dim d", ylabel="Var(q . k * scale)", title="logit variance at init")
-    b.axhline(math.log(keys), color="k", ls=":", lw=1, label=f"uniform: log {keys}")
+    b.axhline(math.log(keys), color="k", ls=":", lw=1.2)
+    handles.append(Line2D([], [], color="k", ls=":", lw=1.2, label=f"uniform row: log {keys}"))
     b.set(xlabel="head dim d", ylabel="entropy of a softmax row (nats)",
           title=f"softmax saturation at init ({keys} keys)")  # fmt: skip
     for ax in (a, b):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.set_xticks(ds, [str(d) for d in ds])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    log_ticks(a, "y")
+    b.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     ctx.savefig(fig, "qk_variance.png")
 
 

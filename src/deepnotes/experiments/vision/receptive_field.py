@@ -247,7 +247,9 @@ def run_receptive_field(cfg: RFConfig, ctx: Context) -> Result:
 
 
 def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
-    fig, axes = ctx.figure(1, 4, figsize=(17, 4.3))
+    from deepnotes.utils.plot import log_ticks
+
+    fig, axes = ctx.figure(1, 4, figsize=(17, 4.4), gridspec_kw={"width_ratios": [1, 1, 1.2, 1.2]})
     h, w = erf_init.shape
     c = (h // 2, w // 2)
     half = (r - 1) / 2
@@ -258,10 +260,10 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     for ax, erf, title in panels:
         im = ax.imshow((erf / erf.max()).numpy(), cmap="magma", vmin=0, vmax=1)
         ax.add_patch(_rect(ctx, c, half))
-        ax.set_title(f"ERF, {title}", fontsize=9)
+        ax.set_title(f"ERF, {title}", fontsize=10)
         ax.set_xlabel("input x (px)")
         ax.set_ylabel("input y (px)")
-        fig.colorbar(im, ax=ax, fraction=0.046, label="|dy/dx| / max")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="|dy/dx| / max")
     ax = axes[2]
     xs = np.arange(w)
     for erf, name, col in ((erf_init, "init", "tab:blue"), (erf_trained, "trained", "tab:red")):
@@ -276,8 +278,9 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     ax.axvspan(c[1] - half, c[1] + half, color="grey", alpha=0.15, label=f"theoretical RF ({r})")
     ax.set_xlabel("input x (px)")
     ax.set_ylabel("share of gradient mass")
-    ax.set_title("ERF profile", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("ERF profile (column sums)", fontsize=10)
+    ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # headroom: the legend sits above the curves
+    ax.legend(fontsize=8.5, loc="upper center", ncol=2)
     ax = axes[3]
     d = [s["depth"] for s in sweep]
     ax.plot(d, [s["theory_radius"] for s in sweep], "k--o", label="theoretical half-width n")
@@ -287,10 +290,14 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     ax.plot(d, [ref * np.sqrt(x) for x in d], ":", color="grey", label="~ sqrt(n)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
+    log_ticks(ax, "x", at=d)
+    log_ticks(ax, "y", at=[2.0**k for k in range(-3, 10)])
+    ax.set_ylim(min(s["sigma"] for s in sweep) / 1.3, 1.3 * max(s["theory_radius"] for s in sweep))
     ax.set_xlabel("depth n (3x3 conv + ReLU, random init)")
     ax.set_ylabel("half-width or sigma (px)")
-    ax.set_title("ERF vs depth", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("ERF vs depth", fontsize=10)
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=8.5)
     ctx.savefig(fig, "erf_maps.png")
 
 
@@ -302,14 +309,18 @@ def _rect(ctx, c, half):
 
 
 def _plot_curves(ctx, curves):
+    from deepnotes.utils.plot import log_ticks
+
     fig, ax = ctx.figure(figsize=(8, 4.5))
     for name, rfs in curves.items():
         if "ours" in name:
             continue
         ax.plot(range(1, len(rfs) + 1), rfs, marker=".", label=f"{name} ({rfs[-1]})")
     ax.set_yscale("log")
+    log_ticks(ax, "y")
+    ax.grid(alpha=0.3, which="major")
     ax.set_xlabel("conv / pool layer along the main path")
     ax.set_ylabel("receptive field (input px)")
     ax.set_title("theoretical receptive field per layer (= gradient-measured at the last layer)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, title="network (final RF, px)", title_fontsize=9)
     ctx.savefig(fig, "rf_per_layer.png")

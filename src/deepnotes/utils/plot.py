@@ -141,13 +141,20 @@ def quiet_minor_ticks(ax, axis: str = "x") -> None:
 
 
 def tick_label(v: float) -> str:
-    """A short plain number for a tick: 2048 -> "2048", 0.05 -> "0.05", 3e6 -> "3e6"."""
-    if v == 0:
+    """A short plain number for a tick: 2048 -> "2048", 0.05 -> "0.05", 50000 -> "50k",
+    2e6 -> "2M", 3e-5 -> "3e-5" (k / M only where they stay exact: 16384 stays "16384")."""
+    a = abs(v)
+    if a == 0:
         return "0"
-    if abs(v) >= 1e5 or abs(v) < 1e-3:
+    if a < 1e-3 or a >= 1e9:
         m, e = f"{v:.0e}".split("e")
         return f"{m}e{int(e)}"
-    return f"{v:g}"
+    for scale, suffix, start in ((1e6, "M", 1e6), (1e3, "k", 1e4)):  # 5000 stays "5000"
+        if a >= start:
+            m = v / scale
+            if abs(m - round(m, 2)) < 1e-9 and len(f"{m:g}".replace(".", "").lstrip("-")) <= 3:
+                return f"{m:g}{suffix}"
+    return f"{v:g}" if a < 1e5 else f"{v:.0f}"
 
 
 def log_ticks(ax, axis: str = "y", at: Sequence[float] | None = None) -> None:

@@ -239,23 +239,60 @@ def run_word2vec(cfg: Word2VecConfig, ctx: Context) -> Result:
 
 
 def _plot(rows, losses, ctx: Context) -> None:
-    fig, (ax, ax2, ax3) = ctx.figure(1, 3, figsize=(15, 4))
+    """Quality and speed of each (arch, impl) mean over seeds (error bars: sd over seeds) and,
+    when `losses` ({"<arch> seed <s>": [loss per epoch]}) is given, our loss per epoch."""
+    from deepnotes.utils.plot import log_ticks, tick_label
+
+    n = 3 if losses else 2
+    fig, axes = ctx.figure(1, n, figsize=(5.5 * n, 4.4))
+    ax, ax2 = axes[0], axes[1]
     rows = [r for r in rows if str(r["impl"]).endswith("mean")]  # the per-seed means
-    labels = [f"{r['arch']}\n{r['impl']}" for r in rows]
+    labels = [f"{r['arch']}\n{r['impl'].removesuffix(' mean')}" for r in rows]
     x = np.arange(len(rows))
-    for off, key in ((-0.25, "wordsim353_rho"), (0.0, "simlex999_rho"), (0.25, "analogy_acc")):
-        ax.bar(x + off, [r[key] for r in rows], width=0.25, label=key)
-    ax.set_xticks(x, labels, fontsize=8)
+    names = {"wordsim353_rho": "WordSim rho", "simlex999_rho": "SimLex rho",
+             "analogy_acc": "analogy acc."}  # fmt: skip
+    for off, key in zip((-0.27, 0.0, 0.27), names, strict=True):
+        err = [r.get(f"{key}_std", 0.0) for r in rows]
+        ax.bar(x + off, [r[key] for r in rows], width=0.27, yerr=err, capsize=3,
+               label=names[key], error_kw={"lw": 1})  # fmt: skip
+    ax.set_xticks(x, labels, fontsize=9)
     ax.axhline(0, color="k", lw=0.5)
+    top = max(r[k] + r.get(f"{k}_std", 0.0) for r in rows for k in names)
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.3 * top)  # headroom for the legend
+    ax.set_ylabel("Spearman rho / accuracy (mean +- sd)")
     ax.set_title("quality (KJV vocabulary; see coverage)")
-    ax.legend(fontsize=8)
-    ax2.bar(x, [r["words_per_s"] for r in rows])
-    ax2.set_xticks(x, labels, fontsize=8)
+    ax.legend(fontsize=9, ncol=3, loc="upper center", columnspacing=0.8, handlelength=1.2)
+    speeds = [r["words_per_s"] for r in rows]
+    ax2.bar(x, speeds, width=0.6, yerr=[r.get("words_per_s_std", 0.0) for r in rows],
+            capsize=3, color="tab:purple")  # fmt: skip
+    # the value under each bar's name: text on the bars would collide with the error bars
+    speed_labels = [
+        f"{lab}\n{tick_label(float(f'{v:.3g}'))} /s" for lab, v in zip(labels, speeds, strict=True)
+    ]
+    ax2.set_xticks(x, speed_labels, fontsize=9)
     ax2.set_yscale("log")
-    ax2.set_title("training words / s (log)")
-    for name, ls in losses.items():
-        ax3.plot(range(1, len(ls) + 1), ls, marker="o", label=f"ours {name}")
-    ax3.set_xlabel("epoch")
-    ax3.set_ylabel("mean loss per example")
-    ax3.legend()
+    log_ticks(ax2, "y")
+    ax2.set_ylabel("training words / s (log scale)")
+    ax2.set_title("training speed")
+    if losses:
+        ax3 = axes[2]
+        archs = list(dict.fromkeys(k.split(" seed ")[0] for k in losses))
+        for i, arch in enumerate(archs):
+            runs = [v for k, v in losses.items() if k.split(" seed ")[0] == arch]
+            for j, ls in enumerate(runs):  # seeds nearly coincide: thin lines, one label
+                ax3.plot(
+                    range(1, len(ls) + 1),
+                    ls,
+                    marker="o",
+                    ms=4,
+                    lw=1,
+                    color=f"C{i}",
+                    alpha=0.7,
+                    label=f"{arch} ({len(runs)} seeds)" if j == 0 else None,
+                )
+        ax3.set_xlabel("epoch")
+        ax3.set_ylabel("mean loss per example (ours)")
+        ax3.set_title("training loss")
+        ax3.grid(alpha=0.3)
+        ax3.legend(fontsize=9)
     ctx.savefig(fig, "word2vec.png")

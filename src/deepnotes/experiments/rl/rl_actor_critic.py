@@ -66,8 +66,7 @@ def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
             "final": rec.final_return(),
             "train_time_s": rec.train_time,
         }
-    fig, ax = ctx.figure(figsize=(7, 4.3))
-    for k, name in enumerate(cfg.algos):
+    for name in cfg.algos:
         finals = [curves[(name, s)][-1]["eval_return"] for s in cfg.seeds]
         best = [max(c["eval_return"] for c in curves[(name, s)]) for s in cfg.seeds]
         times = [metrics[f"{name}/seed{s}"]["train_time_s"] for s in cfg.seeds]
@@ -75,14 +74,35 @@ def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
                       "final (mean+-std)": f"{np.mean(finals):.1f} +- {np.std(finals):.1f}",
                       "best eval (mean)": f"{np.mean(best):.1f}",
                       "train time (s)": f"{np.mean(times):.1f}"})  # fmt: skip
-        for i, s in enumerate(cfg.seeds):
-            c = curves[(name, s)]
-            ax.plot([p["step"] for p in c], [p["eval_return"] for p in c], color=f"C{k}",
-                    alpha=0.8, lw=1.2, label=name if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="env steps", ylabel="eval return", title=f"actor-critics on {cfg.env_id}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ctx.savefig(fig, "actor_critic.png")
+    _plot(ctx, {f"{a}/seed{s}": c for (a, s), c in curves.items()}, cfg.env_id)
     atomic_write_json(ctx.out / "curves.json", {f"{a}/seed{s}": c for (a, s), c in curves.items()})
     notes = ["wall times: torch single-threaded on a CPU shared with other jobs (noisy)"]
     return Result(metrics=metrics, table=table, notes=notes)
+
+
+def _plot(ctx: Context, curves: dict[str, list[dict]], env_id: str) -> None:
+    """One panel per algorithm: each seed's eval return (thin) and the mean over seeds
+    (thick) against env steps. `curves["<algo>/seed<s>"] = [{"step", "eval_return"}, ...]`."""
+    algos = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in curves))
+    cols = min(len(algos), 2)
+    rows = -(-len(algos) // cols)
+    fig, axes = ctx.figure(rows, cols, figsize=(5.2 * cols, 3.4 * rows), sharex=True,
+                           sharey=True, squeeze=False)  # fmt: skip
+    for k, (ax, name) in enumerate(zip(axes.flat, algos, strict=False)):
+        runs = [c for key, c in curves.items() if key.rsplit("/seed", 1)[0] == name]
+        for c in runs:
+            ax.plot([p["step"] for p in c], [p["eval_return"] for p in c], color=f"C{k}",
+                    alpha=0.35, lw=1)  # fmt: skip
+        n = min(len(c) for c in runs)
+        mean = np.mean([[p["eval_return"] for p in c[:n]] for c in runs], axis=0)
+        ax.plot([p["step"] for p in runs[0][:n]], mean, color=f"C{k}", lw=2.2)
+        ax.set_title(f"{name}: final {mean[-1]:.0f} (mean of {len(runs)} seeds)", fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(algos) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("env steps")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("eval return")
+    fig.suptitle(f"actor-critics on {env_id}: thin = one seed, thick = mean over seeds")
+    ctx.savefig(fig, "actor_critic.png")

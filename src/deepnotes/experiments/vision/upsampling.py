@@ -276,35 +276,59 @@ def _plot_crops(ctx, outputs, tests, scales, methods, rows):
 
 
 def _plot_checkerboard(ctx, init_maps, rows, curves, scales, methods):
+    """Top: each upsampler's output at init on a flat input, minus its mean, on one shared
+    symmetric colour scale (with its colour bar): a flat output is white, a checkerboard
+    shows. Bottom: energy on the stride lattice of the trained models, and training curves."""
+    from deepnotes.utils.plot import log_ticks
+
     r = scales[-1]
-    fig, axes = ctx.figure(1, len(methods) + 2, figsize=(3.2 * (len(methods) + 2), 3.4))
-    for ax, m in zip(axes, methods, strict=False):
-        y = init_maps[(r, m)][:16, :16]
-        ax.imshow(y, cmap="coolwarm", interpolation="nearest")
-        ax.set_title(f"x{r} {m} at init,\nflat input (16x16 px)", fontsize=9)
-        ax.axis("off")
-    ax = axes[len(methods)]
+    n = max(len(methods), 2)
+    ratios = {"height_ratios": [1, 1.15], "width_ratios": [1] * n + [0.07]}  # + colour bar
+    fig, axes = ctx.figure(2, n + 1, figsize=(3.4 * n + 1.0, 7.6), gridspec_kw=ratios)
+    maps = {m: init_maps[(r, m)][:16, :16] for m in methods}
+    maps = {m: y - y.mean() for m, y in maps.items()}
+    lim = max(float(np.abs(y).max()) for y in maps.values()) or 1.0
+    for ax, m in zip(axes[0], methods, strict=False):
+        im = ax.imshow(maps[m], cmap="coolwarm", vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(f"x{r} {m} at init\n(flat input, 16x16 px)", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[0][len(methods) : n]:
+        ax.set_visible(False)
+    fig.colorbar(im, cax=axes[0][n], label="output - its mean")
+    gs = axes[1][0].get_gridspec()
+    for ax in axes[1]:
+        ax.remove()
+    half = n // 2
+    ax = fig.add_subplot(gs[1, :half])
     kinds = ["hr", "cubic", *methods]
+    width = 0.8 / len(scales)
     for i, s in enumerate(scales):
         vals = []
         for k in kinds:
             sel = [q for q in rows if q["scale"] == s and q["method"] == (k if k != "hr" else
                                                                           "cubic")]  # fmt: skip
             vals.append(np.mean([q["lattice_hr" if k == "hr" else "lattice"] for q in sel]))
-        ax.bar(np.arange(len(kinds)) + i * 0.4 - 0.2, vals, 0.4, label=f"x{s}")
+        ax.bar(np.arange(len(kinds)) + (i - (len(scales) - 1) / 2) * width, vals, width,
+               label=f"x{s}")  # fmt: skip
     ax.set_yscale("log")
-    ax.set_xticks(range(len(kinds)), kinds, rotation=40, ha="right", fontsize=8)
+    ax.set_xticks(range(len(kinds)), ["truth" if k == "hr" else k for k in kinds], rotation=25,
+                  ha="right", fontsize=9)  # fmt: skip
     ax.set_ylabel("energy share on the stride lattice")
-    ax.set_title("checkerboard energy, test photos", fontsize=9)
-    ax.legend(fontsize=8)
-    ax = axes[len(methods) + 1]
+    ax.set_title("checkerboard energy of the trained models (test photos)", fontsize=10)
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax = fig.add_subplot(gs[1, half:n])
     for (s, m), losses in curves.items():
         k = max(1, len(losses) // 20)
         sm = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(sm, label=f"x{s} {m}")
+        ax.plot(sm, label=f"x{s} {m}", color=f"C{methods.index(m) % 10}",
+                linestyle="-" if s == scales[0] else "--")  # fmt: skip
     ax.set_yscale("log")
+    log_ticks(ax, "y")
     ax.set_xlabel("step")
-    ax.set_ylabel("training MSE (smoothed)")
-    ax.set_title("training", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("training MSE (moving mean)")
+    ax.set_title("training (colour = method, dashed = larger scale)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5, ncol=2)
     ctx.savefig(fig, "checkerboard.png")

@@ -97,8 +97,8 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     # ReLU features have dead dimensions: a tiny ridge keeps sqrtm well defined
     s1, s2 = s1 + 1e-6 * np.eye(len(s1)), s2 + 1e-6 * np.eye(len(s2))
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
+    covmean = linalg.sqrtm(s1 @ s2)  # no `disp`: recent scipy removed it
+    covmean = (covmean[0] if isinstance(covmean, tuple) else covmean).real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 

@@ -99,25 +99,30 @@ def bench_maxgap(cfg: MaxGapBenchConfig, ctx: Context) -> Result:
         f"scaling exponents: log-log slope of time against n for n >= {cfg.fit_from}",
         "random int64 in [-2^62, 2^62); shared 2-core machine, times are noisy",
     ]
-    fig, ax = ctx.figure(figsize=(7, 5))
-    for name in IMPLS:
-        pts = [r for r in rows if r["impl"] == name]
-        p = metrics[f"{name}/exponent"]
-        ax.loglog(
-            [r["n"] for r in pts],
-            [r["ms"] for r in pts],
-            marker="o",
-            label=f"{name} (slope {p:.2f})",
-        )
-    ax.set_xlabel("n")
-    ax.set_ylabel("median time (ms)")
-    ax.set_title("maximum gap")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ctx.savefig(fig, "maxgap_scaling.png")
+    _plot(ctx, rows, metrics)
     return Result(
         metrics=metrics,
         table=rows,
         columns=["impl", "n", "ms", "ns_per_item", "time_vs_sort"],
         notes=notes,
     )
+
+
+def _plot(ctx: Context, rows: list[dict], metrics: dict) -> None:
+    """Median time against n, log-log, one line per implementation with its fitted slope."""
+    from deepnotes.utils.plot import log_ticks
+
+    fig, ax = ctx.figure(figsize=(7, 5))
+    for name in dict.fromkeys(r["impl"] for r in rows):
+        pts = [r for r in rows if r["impl"] == name]
+        p = metrics.get(f"{name}/exponent")
+        ax.loglog([r["n"] for r in pts], [r["ms"] for r in pts], marker="o",
+                  label=name + (f" (slope {p:.2f})" if p is not None else ""))  # fmt: skip
+    log_ticks(ax, "x")
+    log_ticks(ax, "y")
+    ax.set_xlabel("n (array length)")
+    ax.set_ylabel("median time (ms)")
+    ax.set_title("maximum gap")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9)
+    ctx.savefig(fig, "maxgap_scaling.png")

@@ -157,18 +157,7 @@ def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
     base = {r["op"]: r["ms"] for r in rows if r["model"] == "diffusers"}
     for r in rows:
         r["speed_vs_diffusers"] = base[r["op"]] / r["ms"]
-    ops = list(base)
-    fig, ax = ctx.figure(figsize=(7, 4))
-    width = 0.8 / len(models)
-    for i, name in enumerate(models):
-        vals = [next(r["steps_per_s"] for r in rows if r["op"] == op and r["model"] == name)
-                for op in ops]  # fmt: skip
-        ax.bar([j + width * i for j in range(len(ops))], vals, width=width, label=name)
-    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(ops))], ops)
-    ax.set_ylabel("steps / s (higher is better)")
-    ax.set_title(f"UNet {cfg.block_channels}, batch {B}, {cfg.dtype}, {dev.type}")
-    ax.legend()
-    ctx.savefig(fig, "ldm_unet_speed.png")
+    _plot(ctx, rows, f"UNet {cfg.block_channels}, batch {B}, {cfg.dtype}, {dev.type}")
     n_params = sum(p.numel() for p in ours.parameters())
     metrics: dict[str, float] = {"params": n_params}
     for r in rows:
@@ -195,3 +184,21 @@ def bench_ldm_unet(cfg: UNetBenchConfig, ctx: Context) -> Result:
             "same process; speed_vs_diffusers = diffusers ms / ours ms"
         ],  # fmt: skip
     )
+
+
+def _plot(ctx: Context, rows: list[dict], title: str) -> None:
+    """Steps / s of each model, grouped by operation (fwd+bwd, sample step)."""
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = ctx.figure(figsize=(7, 4))
+    width = 0.8 / len(models)
+    for i, name in enumerate(models):
+        vals = [next(r["steps_per_s"] for r in rows if r["op"] == op and r["model"] == name)
+                for op in ops]  # fmt: skip
+        ax.bar([j + width * i for j in range(len(ops))], vals, width=width, label=name)
+    ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(ops))], ops)
+    ax.set_ylabel("steps / s (higher is better)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    ctx.savefig(fig, "ldm_unet_speed.png")

@@ -129,18 +129,7 @@ def bench_checkpointing(cfg: CheckpointingBenchConfig, ctx: Context) -> Result:
     by_depth = sorted({(r["depth"], r["params_mb"]) for r in rows})
     metrics["param_mb_per_block"] = _slope([d for d, _ in by_depth], [m for _, m in by_depth])
 
-    fig, axes = ctx.figure(1, 2, figsize=(10, 4))
-    for s in cfg.strategies:
-        pts = [r for r in rows if r["strategy"] == s]
-        axes[0].plot([r["depth"] for r in pts], [r["peak_mb"] for r in pts], "o-", label=s)
-        axes[1].plot([r["depth"] for r in pts], [r["step_ms"] for r in pts], "o-", label=s)
-    axes[0].set(xlabel="depth L (blocks)", ylabel="peak memory of fwd+bwd (MiB)",
-                title=f"B={cfg.batch} T={cfg.seq_len} D={cfg.d_model} {cfg.dtype}")  # fmt: skip
-    axes[1].set(xlabel="depth L (blocks)", ylabel="fwd+bwd time (ms)", title=str(device))
-    for ax in axes:
-        ax.legend()
-        ax.grid(alpha=0.3)
-    ctx.savefig(fig, "checkpointing.png")
+    _plot(ctx, rows, cfg, str(device))
     notes = [
         "peak_mb = peak allocation during forward + backward above what was live before "
         "(weights excluded; gradients included)",
@@ -153,3 +142,19 @@ def bench_checkpointing(cfg: CheckpointingBenchConfig, ctx: Context) -> Result:
         columns=["depth", "strategy", "peak_mb", "memory_vs_none", "step_ms", "time_vs_none"],
         notes=notes,
     )
+
+
+def _plot(ctx: Context, rows: list[dict], cfg, device: str) -> None:
+    """Peak memory and step time against depth, one line per checkpointing strategy."""
+    fig, axes = ctx.figure(1, 2, figsize=(10, 4))
+    for s in dict.fromkeys(r["strategy"] for r in rows):
+        pts = [r for r in rows if r["strategy"] == s]
+        axes[0].plot([r["depth"] for r in pts], [r["peak_mb"] for r in pts], "o-", label=s)
+        axes[1].plot([r["depth"] for r in pts], [r["step_ms"] for r in pts], "o-", label=s)
+    axes[0].set(xlabel="depth L (blocks)", ylabel="peak memory of fwd+bwd (MiB)",
+                title=f"B={cfg.batch} T={cfg.seq_len} D={cfg.d_model} {cfg.dtype}")  # fmt: skip
+    axes[1].set(xlabel="depth L (blocks)", ylabel="fwd+bwd time (ms)", title=device)
+    for ax in axes:
+        ax.legend(title="checkpointing")
+        ax.grid(alpha=0.3)
+    ctx.savefig(fig, "checkpointing.png")

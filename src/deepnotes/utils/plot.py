@@ -6,8 +6,9 @@ base's colour with another marker and a dashed line; any other name gets a slot 
 stable hash of its text (crc32, not Python's salted `hash`). `series_styles` gives one plot's
 series distinct styles (a later series that collides moves to the next free slot), so 40
 series stay distinguishable. `label_points` places scatter labels without overlaps, and
-`log_if_wide` switches an axis to log scale when the data span decades, and `log_ticks` writes
-a log axis's labels as plain numbers ("2048", "0.5") that do not collide.
+`log_if_wide` switches an axis to log scale when the data span decades, `log_ticks` writes
+a log axis's labels as plain numbers ("2048", "0.5") that do not collide, and `short_ticks`
+writes large linear ticks as "100k".
 """
 
 from __future__ import annotations
@@ -176,6 +177,16 @@ def log_ticks(ax, axis: str = "y", at: Sequence[float] | None = None) -> None:
         a.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     a.set_major_formatter(FuncFormatter(lambda v, _pos: tick_label(v)))
     a.set_minor_formatter(NullFormatter())
+
+
+def short_ticks(ax, axis: str = "x") -> None:
+    """Tick labels of a linear axis in `tick_label` form ("100k" rather than "100000"), so
+    six-digit step counts do not run into each other."""
+    from matplotlib.ticker import FuncFormatter
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(
+        FuncFormatter(lambda v, _pos: tick_label(v))
+    )
 
 
 def pyplot():

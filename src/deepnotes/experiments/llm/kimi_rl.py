@@ -197,19 +197,7 @@ def run(cfg: KimiRLConfig, ctx: Context) -> Result:
                 "samples": cfg.iterations * cfg.prompts_per_iter * cfg.k,
             }
         )
-    fig, (a1, a2) = ctx.figure(1, 2, figsize=(11, 4))
-    for m, c in curves.items():
-        a1.plot([h["iteration"] for h in c], [h["accuracy"] for h in c], label=m)
-        t = [h for h in c if "mean_length" in h]
-        a2.plot([h["iteration"] for h in t], [h["mean_length"] for h in t], label=m)
-    a1.set(xlabel="iteration", ylabel="greedy accuracy (100 sums)", title="accuracy")
-    a2.set(
-        xlabel="iteration", ylabel="mean sampled response length (bytes)", title="response length"
-    )
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    ctx.savefig(fig, "kimi_rl.png")
+    _plot(ctx, curves)
     return Result(
         metrics={
             "curves": curves,
@@ -230,3 +218,21 @@ def run(cfg: KimiRLConfig, ctx: Context) -> Result:
             "lengths count bytes of the response including the end mark",
         ],
     )
+
+
+def _plot(ctx: Context, curves: dict[str, list[dict]]) -> None:
+    """Greedy accuracy and mean sampled response length per iteration, one line per method.
+    `curves[method] = [{"iteration", "accuracy", "mean_length"?}, ...]`."""
+    fig, (a1, a2) = ctx.figure(1, 2, figsize=(11, 4))
+    for m, c in curves.items():
+        a1.plot([h["iteration"] for h in c], [h["accuracy"] for h in c], label=m)
+        t = [h for h in c if "mean_length" in h]
+        a2.plot([h["iteration"] for h in t], [h["mean_length"] for h in t], label=m)
+    a1.set(xlabel="iteration", ylabel="greedy accuracy (100 sums)", title="accuracy")
+    a2.set(
+        xlabel="iteration", ylabel="mean sampled response length (bytes)", title="response length"
+    )
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=9)
+    ctx.savefig(fig, "kimi_rl.png")

@@ -52,14 +52,13 @@ def plot_activations(ctx: Context) -> None:
     for i, name in enumerate(["step", "sigmoid", "tanh", "relu", "gelu", "silu"]):
         a.plot(x, get_activation(name)(x), color=f"C{i}", label=name)
         b.plot(x, derivative(name, x), color=f"C{i}", label=name)
-    a.set(title="activation f(x)  (GLU gates: glu=sigmoid, reglu=relu, geglu=gelu, "
-          "swiglu=silu)", xlabel="x", ylim=(-1.5, 4))  # fmt: skip
-    a.title.set_fontsize(8)
-    b.set(title="derivative f'(x)", xlabel="x", ylim=(-0.3, 1.3))
+    a.set(title="activation f(x)\nGLU gates: glu = sigmoid, reglu = relu, geglu = gelu, "
+          "swiglu = silu", xlabel="x", ylabel="f(x)", ylim=(-1.5, 4))  # fmt: skip
+    b.set(title="derivative f'(x)", xlabel="x", ylabel="f'(x)", ylim=(-0.3, 1.3))
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.axhline(0, color="k", lw=0.5)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     ctx.savefig(fig, "activations.png")
 
 

@@ -200,6 +200,10 @@ def _summary(rows: list[dict], threshold: float) -> dict:
 
 
 def plot_curves(ctx: Context, runs: dict, tasks: list[str]) -> None:
+    """Eval return against env steps (top) and wall time (bottom), one column per task;
+    `runs[(task, impl, seed)] = {"curve": [{"step", "time_s", "eval_return"}, ...]}`."""
+    from deepnotes.utils.plot import short_ticks
+
     n = len(tasks)
     fig, axes = ctx.figure(2, n, figsize=(4.2 * n, 6.4), squeeze=False)
     for j, name in enumerate(tasks):
@@ -219,6 +223,7 @@ def plot_curves(ctx: Context, runs: dict, tasks: list[str]) -> None:
             ax = axes[row][j]
             ax.axhline(task.threshold, color="k", ls="--", lw=0.8, label="target")
             ax.set(title=f"{task.algo.upper()} {task.env_id}", xlabel=xlabel, ylabel="eval return")
+            short_ticks(ax, "x")  # 500000 -> 500k: six-digit step ticks collide
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     ctx.savefig(fig, "rl_benchmarks.png")

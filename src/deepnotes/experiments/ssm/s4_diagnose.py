@@ -331,15 +331,18 @@ def _plot_curves(ctx, runs, baseline, first_op):
     a1.set(xlabel="optimizer step", ylabel="training loss (mean of 10 steps)",
            title="Training loss")  # fmt: skip
     a2.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
-    a2.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
+    if first_op is not None:  # older results did not record it
+        a2.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
     a2.set(xlabel="optimizer step", ylabel="held-out accuracy", title="Held-out accuracy")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend(fontsize=8)
     ctx.savefig(fig, "s4_diagnose_curves.png")
 
 
 def _plot_ssm(ctx, runs):
+    from deepnotes.utils.plot import log_ticks
+
     ssm = {n: r for n, r in runs.items() if r["kernel_profile"] is not None}
     if not ssm:
         return
@@ -358,8 +361,10 @@ def _plot_ssm(ctx, runs):
     a2.set(xlabel="optimizer step", ylabel="gradient L2 norm (after clipping at 1)",
            title=f"Gradient norms by parameter family ({name})")  # fmt: skip
     for a in (a1, a2):
-        a.grid(alpha=0.3, which="both")
-        a.legend(fontsize=7)
+        log_ticks(a, "y")
+        a.grid(alpha=0.3, which="major")
+    a1.legend(fontsize=8)
+    a2.legend(fontsize=8, ncol=5, loc="center")  # in the gap between "rest" and the SSM params
     ctx.savefig(fig, "s4_diagnose_ssm.png")
 
 
@@ -374,5 +379,5 @@ def _plot_recall(ctx, recall):
     ax.set(xlabel="optimizer step (batch 16, lr 1e-2)", ylabel="training loss",
            title=f"Delayed recall over T = {T}: class over the first k tokens")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     ctx.savefig(fig, "s4_diagnose_recall.png")

@@ -1,0 +1,67 @@
+"""scripts/replot.py redraws committed plots from committed results JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _replot():
+    spec = importlib.util.spec_from_file_location("replot", ROOT / "scripts" / "replot.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails on anything that is not a PNG."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize(
+    "stem,expected",
+    [
+        ("kernels-h100-gau", ["kernels-h100-gau.png"]),  # one plot: PREFIX.png
+        ("sde-toy-cpu", ["sde-toy-cpu-swd.png"]),  # a committed name from NAMES
+        ("rl-actor-critic", ["rl-actor-critic.png"]),  # data from the side file -curves.json
+    ],
+)
+def test_replot_writes_the_committed_names(stem, expected, tmp_path):
+    rp = _replot()
+    src = BENCH / f"{stem}.json"
+    written = rp.replot(json.loads(src.read_text()), tmp_path, stem, path=src)
+    assert sorted(p.name for p in written) == expected
+    for name in expected:
+        w, h = _png_size(tmp_path / name)
+        assert w > 300 and h > 200
+        assert (BENCH / name).exists(), "the name matches a committed PNG"
+
+
+def test_replot_all_rewrites_only_existing_pngs(tmp_path):
+    rp = _replot()
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for stem in ("kernels-h100-scan", "mixers-cpu-run1"):  # the second has no committed PNG
+        shutil.copy(BENCH / f"{stem}.json", src)
+    (src / "kernels-h100-scan.png").write_bytes(b"placeholder")
+    written = rp.replot_all(src, out)
+    assert [p.name for p in written] == ["kernels-h100-scan.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["kernels-h100-scan.png"]
+    _png_size(out / "kernels-h100-scan.png")
+
+
+def test_replot_refuses_a_job_without_plotter(tmp_path):
+    rp = _replot()
+    with pytest.raises(SystemExit, match="no plotter"):
+        rp.replot({"name": "no-such-job", "kind": "experiment"}, tmp_path, "x")

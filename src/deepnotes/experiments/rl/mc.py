@@ -91,14 +91,14 @@ def run(cfg: MCConfig, ctx: Context) -> Result:
     ax.set(xlabel="episodes", ylabel="max_s |v_greedy(s) - v*(s)|",
            title=f"MC control on the {cfg.grid} grid (gamma {cfg.gamma})")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     ctx.savefig(fig, "mc_value_error.png")
 
-    fig, axes = ctx.figure(1, 2, figsize=(10, 5))
+    fig, axes = ctx.figure(1, 2, figsize=(10, 5.6))  # room above the square grids for titles
     for ax, name in zip(axes, [list(results)[0], list(results)[3]], strict=True):
         r = results[name]
         v = (r.pi * r.q).sum(1)
-        draw_grid(env, v, r.pi, f"{name}: q-estimate values, policy", ax=ax)
+        draw_grid(env, v, r.pi, f"{name}:\nvalues of the q-estimate and the policy", ax=ax)
     ctx.savefig(fig, "mc_policies.png")
     notes = [
         f"episodes of {cfg.episode_length} used steps + {cfg.horizon} steps of horizon for returns",

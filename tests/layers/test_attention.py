@@ -204,6 +204,26 @@ def test_fully_masked_queries_give_zeros_not_nan(impl):
     assert (causal_out[:, :, :2] == 0).all() and (causal_out[:, :, 2:] != 0).any()
 
 
+@pytest.mark.parametrize("impl", ["math", "sdpa", "auto"])
+def test_finite_bias_skips_only_the_empty_row_guard(impl):
+    """finite_bias=True: same outputs and gradients for a finite bias (-100 entries as in
+    Swin's shift mask); with a key mask the guard still gives zeros for an empty row."""
+    q, k, v = _qkv(2, 3, 6, 6, 8, 8)
+    bias = torch.randn(1, 3, 6, 6, dtype=f64).masked_fill(torch.rand(1, 3, 6, 6) > 0.5, -100.0)
+    tensors = [t.requires_grad_(True) for t in (q, k, v, bias)]
+    ref = attention(q, k, v, attn_bias=bias, impl="math")
+    out = attention(q, k, v, attn_bias=bias, impl=impl, finite_bias=True)
+    assert_close(out, ref, what="output")
+    cot = torch.randn_like(ref)
+    for name, a, b in zip(
+        "qkvb", _grads(out, cot, tensors), _grads(ref, cot, tensors), strict=True
+    ):
+        assert_close(a, b, what=f"grad {name}")
+    key_mask = torch.tensor([[False] * 6, [True] * 6])
+    out = attention(q, k, v, attn_bias=bias, key_mask=key_mask, impl=impl, finite_bias=True)
+    assert (out[0] == 0).all() and torch.isfinite(out).all()
+
+
 def _good():
     return _qkv(2, 2, 5, 7, 4, 4, dtype=torch.float32)
 

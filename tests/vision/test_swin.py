@@ -16,6 +16,7 @@ from deepnotes.models.swin import (
     swin_tiny_test,
     window_partition,
     window_reverse,
+    window_token_index,
 )
 from tests.helpers import assert_close
 
@@ -52,7 +53,40 @@ def test_shift_mask_matches_the_unrolled_windows(H, W, M, s):
     assert set(mask.unique().tolist()) <= {0.0, -100.0}
 
 
-def _hf_pair(size, **kw):
+@pytest.mark.parametrize("H,W,M,s", [(8, 8, 4, 2), (12, 6, 3, 1), (14, 14, 7, 3), (7, 7, 7, 0)])
+def test_window_token_index_is_roll_then_partition(H, W, M, s):
+    """The fast path's single gather equals the reference's roll + window_partition (laid out
+    token-major: [B, M*M, nW, C])."""
+    x = torch.randn(2, H, W, 5)
+    ref = window_partition(torch.roll(x, shifts=(-s, -s), dims=(1, 2)), M)  # [B*nW, M*M, C]
+    ref = ref.view(2, -1, M * M, 5).transpose(1, 2)
+    got = x.view(2, H * W, 5)[:, window_token_index(H, W, M, s)].view(2, M * M, -1, 5)
+    assert torch.equal(got, ref)
+
+
+def test_fast_path_equals_the_reference_path_with_gradients():
+    """Fused gather / q-k-v path vs plain roll + partition: outputs and every gradient (fp64,
+    training mode, a padded grid: 30² -> stage 1 pads 15 -> 16)."""
+    fast = Swin(swin_tiny_test(image_size=30)).double().train()
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.normal_(0, 0.3)
+    ref = Swin(swin_tiny_test(image_size=30, fast=False)).double().train()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 3, 30, 30, dtype=torch.float64)
+    outs = [m(x) for m in (fast, ref)]
+    assert_close(outs[0], outs[1], what="logits")
+    cot = torch.randn_like(outs[0])
+    for m, o in zip((fast, ref), outs, strict=True):
+        (o * cot).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        if name.endswith("k_proj.bias"):  # softmax ignores a shift per query row: grad is 0
+            assert a.grad.abs().max() < 1e-9 and b.grad.abs().max() < 1e-9, name
+            continue
+        assert_close(a.grad, b.grad, what=f"grad {name}")
+
+
+def _hf_pair(size, fast=True, **kw):
     transformers = pytest.importorskip("transformers", reason="transformers is the Swin peer")
     from deepnotes.models.loaders import swin_from_transformers
 
@@ -62,12 +96,13 @@ def _hf_pair(size, **kw):
     with torch.no_grad():  # every weight random, including the zero-initialised bias tables
         for p in hf.parameters():
             p.normal_(0, 0.5)
-    return hf, swin_from_transformers(hf).eval()
+    return hf, swin_from_transformers(hf, fast=fast).eval()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
 @pytest.mark.parametrize("size", [32, 30])  # 30: stage 1 pads 15 -> 16 tokens
-def test_logits_equal_transformers(size):
-    hf, ours = _hf_pair(size)
+def test_logits_equal_transformers(size, fast):
+    hf, ours = _hf_pair(size, fast)
     x = torch.randn(3, 3, size, size)
     with torch.no_grad():
         assert_close(ours.features(x), hf.swin(x).last_hidden_state, what="features")

@@ -20,7 +20,9 @@ Conventions shared with the rest of the project:
 - causal with T != S aligns the queries to the end of the keys (query i sits at position
   i + S - T), as in decoding with a KV cache;
 - a query with no allowed key (all keys masked, or a bias row of -inf) returns zeros, with
-  finite (zero) gradients, on every path.
+  finite (zero) gradients, on every path. A caller whose bias has no -inf (and that passes
+  no key_mask or causal) can say so with `finite_bias=True`, which skips that guard and its
+  pass over the output (Swin's windows: the shift mask is -100, not -inf).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def math_attention(
     return _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale)
 
 
-def _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale):
+def _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale, finite_bias=False):
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = torch.einsum("bhik,bhjk->bhij", q, k) * scale
     if attn_bias is not None:
@@ -141,7 +143,7 @@ def _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale):
     allowed = allowed_pairs(
         q.shape[-2], k.shape[-2], causal=causal, key_mask=key_mask, device=q.device
     )
-    if allowed is None and attn_bias is None:
+    if allowed is None and (attn_bias is None or finite_bias):
         p = torch.softmax(s, dim=-1)
     else:
         if allowed is not None:
@@ -155,11 +157,16 @@ def _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale):
     return p @ v, weights
 
 
-def _sdpa(q, k, v, causal, key_mask, attn_bias, dropout_p, scale):
+def _sdpa(q, k, v, causal, key_mask, attn_bias, dropout_p, scale, finite_bias=False):
     T, S = q.shape[-2], k.shape[-2]
     if key_mask is None and attn_bias is None and (not causal or T == S):
         return F.scaled_dot_product_attention(
             q, k, v, dropout_p=dropout_p, is_causal=causal and T > 1, scale=scale
+        )
+    if finite_bias and key_mask is None and not causal:  # every row has an allowed key
+        bias = attn_bias.to(q.dtype)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale
         )
     allowed = allowed_pairs(T, S, causal=causal, key_mask=key_mask, device=q.device)
     if attn_bias is None:
@@ -188,6 +195,7 @@ def attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
     impl: str = "auto",
+    finite_bias: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T * scale + attn_bias, restricted to allowed pairs) v.
 
@@ -197,15 +205,18 @@ def attention(
     forbids a pair); it combines with key_mask and causal. dropout_p: dropout on the
     attention weights (the caller sets 0 outside training). scale: factor on q k^T, None =
     1/sqrt(K). impl: "auto" | "sdpa" | "math" | "flash" (see the module docstring).
-    A query with no allowed key returns zeros.
+    A query with no allowed key returns zeros. finite_bias: the caller promises attn_bias
+    holds no -inf, so that without key_mask and causal every query has an allowed key and
+    the guard for rows without one (an extra pass over the output) is skipped.
     """
     _check_inputs(q, k, v, key_mask, attn_bias, dropout_p, scale, impl)
     plain = key_mask is None and attn_bias is None and dropout_p == 0
     if impl == "flash" or (impl == "auto" and plain):
         return flash_attn(q, k, v, causal=causal, scale=scale)
+    args = (q, k, v, causal, key_mask, attn_bias, dropout_p, scale, finite_bias)
     if impl == "math":
-        return _math(q, k, v, causal, key_mask, attn_bias, dropout_p, scale)[0]
-    return _sdpa(q, k, v, causal, key_mask, attn_bias, dropout_p, scale)
+        return _math(*args)[0]
+    return _sdpa(*args)
 
 
 class MultiHeadAttention(nn.Module):

@@ -15,6 +15,22 @@ row is never fully masked) stops them from attending to each other.
 Inside a window, attention is softmax(QKᵀ/√d + B)V (eq. 4), with B a learned relative
 position bias looked up from a (2M-1)² × heads table by the offset (Δy, Δx) of each pair.
 Both B and the shift mask go to the shared attention as one `attn_bias`.
+
+Two paths compute the same block (`SwinConfig.fast`):
+- the plain reference: torch.roll, `window_partition` to [B·nW, M², C], the shared
+  `MultiHeadAttention` with the bias (and mask) repeated for every image, `window_reverse`,
+  roll back;
+- the fast path (default), which does less memory traffic for the same result:
+  - the roll and the partition are one gather of the tokens (`window_token_index`), and so
+    are their inverses; the gather's gradient is the inverse gather, not a scatter;
+  - the windows are laid out token-major, [B, M², nW, C], so that after one fused q/k/v
+    projection the windows fold into the head axis as views, q: [B, nW·heads, M², d]. One
+    [1, nW·heads, M², M²] bias (relative positions plus the shift mask) then broadcasts over
+    the batch: it is never copied per image;
+  - q, k, v come from one matmul whose weight is the three projections' weights interleaved
+    per head (built each call from the unchanged parameters), so the normed input is cast
+    to the autocast dtype once instead of three times, and read once;
+  - the shift mask and both gather indices are built once per grid size and cached.
 """
 
 from __future__ import annotations
@@ -44,6 +60,7 @@ class SwinConfig:
     shift: bool = True  # False = W-MSA in every block: the shift ablation of Table 4
     layer_norm_eps: float = 1e-5  # LayerNorm eps in the blocks and the final norm
     attn_impl: str = "auto"  # kernel for the shared attention: auto | sdpa | math | flash
+    fast: bool = True  # fused gather / q-k-v path; False = the plain roll + partition reference
 
     def __post_init__(self):
         if len(self.depths) != len(self.num_heads):
@@ -129,6 +146,41 @@ def shift_mask(H: int, W: int, M: int, s: int, device=None) -> Tensor:
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
+def window_token_index(H: int, W: int, M: int, s: int, device=None) -> Tensor:
+    """[H*W] source token (row-major in the H×W grid) of each slot of the token-major windows.
+
+    Slot n·nW + w holds token n (row-major inside the M×M window) of window w (row-major over
+    the grid of windows) of the grid cyclically shifted by -s: gathering x[:, index] equals
+    window_partition(torch.roll(x, (-s, -s), (1, 2)), M) transposed to [B, M*M, nW, C].
+    """
+    i = torch.arange(M, device=device)
+    ys = (torch.arange(H // M, device=device)[None] * M + i[:, None] + s) % H  # [M, H/M]
+    xs = (torch.arange(W // M, device=device)[None] * M + i[:, None] + s) % W  # [M, W/M]
+    return (ys[:, None, :, None] * W + xs[None, :, None, :]).reshape(-1)  # (i, j, wy, wx)
+
+
+class _PermuteTokens(torch.autograd.Function):
+    """x[:, index] for a permutation `index` of dim 1; the gradient is the inverse gather.
+
+    (Autograd's own backward of a gather would scatter-add, with atomics on CUDA.)
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
+
+
+def permute_tokens(x: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+    """x: [B, L, ...] -> x[:, index]; `inverse` is the inverse permutation of `index`."""
+    return _PermuteTokens.apply(x, index, inverse)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: drop the whole residual branch per sample with probability p."""
 
@@ -158,29 +210,39 @@ class WindowAttention(nn.Module):
         """[heads, M*M, M*M] bias B."""
         return self.relative_position_bias_table[self.rel_index].permute(2, 0, 1)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: [B * nW, M*M, C]; mask: [nW, M*M, M*M] or None -> [B * nW, M*M, C]."""
+    def reference(self, win: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The plain path. win: [B * nW, M*M, C]; mask: [nW, M*M, M*M] or None -> like win."""
         bias = self.position_bias()[None]  # [1, h, N, N]
-        if mask is None:
-            return self.attn(x, attn_bias=bias)
-        # SW-MSA: the mask depends on the window, not on the image. Fold the windows into
-        # the head axis, q: [B, nW*h, N, d], so that one [1, nW*h, N, N] bias broadcasts over
-        # the batch instead of being copied B times.
-        a, nW = self.attn, mask.shape[0]
-        Bw, N, C = x.shape
-        B = Bw // nW
+        if mask is not None:  # the same windows' masks for every image: [B * nW, h, N, N]
+            bias = (bias + mask.to(bias)[:, None]).repeat(win.shape[0] // mask.shape[0], 1, 1, 1)
+        return self.attn(win, attn_bias=bias)
 
-        def heads(t: Tensor) -> Tensor:
-            t = t.view(B, nW, N, a.n_heads, a.head_dim).permute(0, 1, 3, 2, 4)
-            return t.reshape(B, nW * a.n_heads, N, a.head_dim)
+    def _qkv_weights(self) -> tuple[Tensor, Tensor | None]:
+        """q/k/v weights [3C, C] (and biases) interleaved per head: rows (head, q|k|v, d)."""
+        a = self.attn
+        lins = (a.q_proj, a.k_proj, a.v_proj)
+        w = torch.stack([lin.weight.view(a.n_heads, a.head_dim, -1) for lin in lins], 1)
+        if a.q_proj.bias is None:
+            return w.flatten(0, 2), None
+        b = torch.stack([lin.bias.view(a.n_heads, a.head_dim) for lin in lins], 1)
+        return w.flatten(0, 2), b.flatten()
 
-        bias = (bias + mask.to(bias)[:, None]).reshape(1, nW * a.n_heads, N, N)
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The fast path. x: [B, N, nW, C] token-major windows (N = M*M tokens per window, nW
+        windows); mask: [nW, N, N] or None -> [B, N, nW, C]."""
+        a = self.attn
+        B, N, nW, C = x.shape
+        # One projection; per token the output is (head, q|k|v, d), so merging (window, head)
+        # is a view: q, k, v: [B, nW*h, N, d] with no copy.
+        qkv = F.linear(x, *self._qkv_weights()).view(B, N, nW * a.n_heads, 3, a.head_dim)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(3))
+        bias = self.position_bias()  # [h, N, N]
+        bias = bias.expand(nW, -1, -1, -1) if mask is None else bias + mask.to(bias)[:, None]
         o = attention(
-            heads(a.q_proj(x)), heads(a.k_proj(x)), heads(a.v_proj(x)), attn_bias=bias,
+            q, k, v, attn_bias=bias.reshape(1, nW * a.n_heads, N, N), finite_bias=True,
             dropout_p=a.dropout if self.training else 0.0, scale=a.scale, impl=a.impl,
         )  # fmt: skip
-        o = o.view(B, nW, a.n_heads, N, a.head_dim).permute(0, 1, 3, 2, 4).reshape(Bw, N, C)
-        return a.out_proj(o)
+        return a.out_proj(o.transpose(1, 2).reshape(B, N, nW, C))
 
 
 class Mlp(nn.Module):
@@ -200,39 +262,68 @@ class SwinBlock(nn.Module):
         # As in the paper's code: a grid no larger than the window is one window, unshifted.
         if min(resolution) <= M:
             M, shift = min(resolution), 0
-        self.M, self.shift = M, shift
-        self._masks: dict = {}
+        self.M, self.shift, self.fast = M, shift, cfg.fast
+        self._cache: dict = {}
         self.norm1 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.attn = WindowAttention(dim, heads, M, cfg.qkv_bias, cfg.attn_impl)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def _mask(self, Hp: int, Wp: int, s: int, device) -> Tensor:
-        """The SW-MSA mask, built once per grid size (on the CPU) and cached per device."""
+    def _layout(self, Hp: int, Wp: int, s: int, device):
+        """(index, inverse, mask) for a padded Hp×Wp grid shifted by s, built once per grid.
+
+        index / inverse: the token gather into token-major windows and back (None when it is
+        the identity: one unshifted window); mask: the SW-MSA mask, or None when s = 0.
+        Built on the CPU and moved, so a model on the meta device still gets real ones.
+        """
         key = (Hp, Wp, s, str(device))
-        if key not in self._masks:
-            self._masks[key] = shift_mask(Hp, Wp, self.M, s, "cpu").to(device)
-        return self._masks[key]
+        if key not in self._cache:
+            index = window_token_index(Hp, Wp, self.M, s)
+            inverse = torch.argsort(index)
+            mask = shift_mask(Hp, Wp, self.M, s, "cpu").to(device) if s else None
+            same = torch.equal(index, torch.arange(index.numel()))
+            pair = (None, None) if same else (index.to(device), inverse.to(device))
+            self._cache[key] = (*pair, mask)
+        return self._cache[key]
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         B, L, C = x.shape
         M = self.M
         s = self.shift if min(H, W) > M else 0
-        h = self.norm1(x).view(B, H, W, C)
+        h = self.norm1(x)
         # Pad right/bottom to multiples of M (the padded tokens take part, as in the reference).
         pad_h, pad_w = (-H) % M, (-W) % M
-        h = F.pad(h, (0, 0, 0, pad_w, 0, pad_h))
+        if pad_h or pad_w:
+            h = F.pad(h.view(B, H, W, C), (0, 0, 0, pad_w, 0, pad_h))
         Hp, Wp = H + pad_h, W + pad_w
+        if self.fast:
+            h = self._attend_fast(h.reshape(B, Hp * Wp, C), Hp, Wp, s)
+        else:
+            h = self._attend_reference(h.view(B, Hp, Wp, C), s)
+        if pad_h or pad_w:
+            h = h.view(B, Hp, Wp, C)[:, :H, :W]
+        x = x + self.drop_path(h.reshape(B, L, C))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _attend_fast(self, h: Tensor, Hp: int, Wp: int, s: int) -> Tensor:
+        """h: [B, Hp*Wp, C] -> [B, Hp*Wp, C]: shift, windows, attention and back, 2 gathers."""
+        B, _, C = h.shape
+        index, inverse, mask = self._layout(Hp, Wp, s, h.device)
+        N = self.M * self.M
+        if index is not None:
+            h = permute_tokens(h, index, inverse)
+        h = self.attn(h.view(B, N, -1, C), mask).view(B, -1, C)
+        return h if index is None else permute_tokens(h, inverse, index)
+
+    def _attend_reference(self, h: Tensor, s: int) -> Tensor:
+        """h: [B, Hp, Wp, C] -> [B, Hp, Wp, C] with torch.roll and window_partition."""
+        _, Hp, Wp, _ = h.shape
+        mask = self._layout(Hp, Wp, s, h.device)[2]
         if s:
             h = torch.roll(h, shifts=(-s, -s), dims=(1, 2))
-        mask = self._mask(Hp, Wp, s, x.device) if s else None
-        h = window_reverse(self.attn(window_partition(h, M), mask), M, Hp, Wp)
-        if s:
-            h = torch.roll(h, shifts=(s, s), dims=(1, 2))
-        h = h[:, :H, :W].reshape(B, L, C)
-        x = x + self.drop_path(h)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        h = window_reverse(self.attn.reference(window_partition(h, self.M), mask), self.M, Hp, Wp)
+        return torch.roll(h, shifts=(s, s), dims=(1, 2)) if s else h
 
 
 class PatchMerging(nn.Module):
@@ -245,9 +336,14 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         B, _, C = x.shape
-        x = F.pad(x.view(B, H, W, C), (0, 0, 0, W % 2, 0, H % 2))
-        # order (0,0), (1,0), (0,1), (1,1) as in the paper's code, so weights load unchanged
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        x = x.view(B, H, W, C)
+        if H % 2 or W % 2:
+            x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        Hp, Wp = H + H % 2, W + W % 2
+        # Channel groups in the order (row, col) = (0,0), (1,0), (0,1), (1,1), as the paper's
+        # code concatenates them (so weights load unchanged): one permuted copy, where slicing
+        # four times and concatenating would also cost four zero-filled gradients.
+        x = x.view(B, Hp // 2, 2, Wp // 2, 2, C).permute(0, 1, 3, 4, 2, 5)
         return self.reduction(self.norm(x.reshape(B, -1, 4 * C)))
 
 
@@ -280,7 +376,9 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(cfg.embed_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
-        x = F.pad(x, (0, (-x.shape[-1]) % self.p, 0, (-x.shape[-2]) % self.p))
+        pad_w, pad_h = (-x.shape[-1]) % self.p, (-x.shape[-2]) % self.p
+        if pad_w or pad_h:  # F.pad copies even when it pads nothing
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.proj(x)
         H, W = x.shape[-2:]
         return self.norm(x.flatten(2).transpose(1, 2)), H, W

@@ -20,6 +20,7 @@ from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train.lm import lm_eval_fn
 from deepnotes.train.optim import build_optimizer, param_groups
 from deepnotes.train.trainer import TrainConfig, Trainer
+from deepnotes.utils.plot import log_ticks
 from deepnotes.utils.timing import time_ms
 
 
@@ -121,6 +122,7 @@ def bench_training(cfg: TrainingBenchConfig, ctx: Context) -> Result:
         ax.plot(x, y, label=v)
     title = f"LM d={cfg.d_model} L={cfg.n_layers} T={cfg.seq_len} B={cfg.batch_size}"
     ax.set(xlabel="step", ylabel="training loss (nats/byte)", yscale="log", title=title)
+    log_ticks(ax, "y")  # the loss spans less than a decade: 1-2-5 labels, not one or two
     ax.legend()
     ax.grid(alpha=0.3)
     ctx.savefig(fig, "training.png")

@@ -190,6 +190,10 @@ def bench_ngram(cfg: NgramBenchConfig, ctx: Context) -> Result:
 
 
 def _plot(rows, ppl_rows, ctx: Context) -> None:
+    """Fit + score time of ours and nltk per model (log), and held-out perplexity per
+    smoothing method."""
+    from deepnotes.utils.plot import log_ticks
+
     fig, (ax, ax2) = ctx.figure(1, 2, figsize=(11, 4))
     models = list(dict.fromkeys(r["model"] for r in rows))
     x = np.arange(len(models))
@@ -200,6 +204,7 @@ def _plot(rows, ppl_rows, ctx: Context) -> None:
         ]
         ax.bar(x + off, vals, width=0.4, label=impl)
     ax.set_yscale("log")
+    log_ticks(ax, "y")
     ax.set_xticks(x, models)
     ax.set_ylabel("fit + score time (s, log)")
     ax.set_title("n-gram LM vs nltk.lm (same corpus, same run)")
@@ -207,6 +212,10 @@ def _plot(rows, ppl_rows, ctx: Context) -> None:
     finite = [r for r in ppl_rows if np.isfinite(r["perplexity"])]
     ax2.bar([r["model"] for r in finite], [r["perplexity"] for r in finite])
     ax2.set_yscale("log")
+    log_ticks(ax2, "y")
     ax2.set_ylabel("held-out perplexity (log; MLE is inf)")
-    ax2.tick_params(axis="x", rotation=45)
+    ax2.set_title("smoothing methods (lower is better)")
+    ax2.tick_params(axis="x", rotation=30)
+    for t in ax2.get_xticklabels():
+        t.set_ha("right")
     ctx.savefig(fig, "ngram_bench.png")

@@ -70,12 +70,15 @@ def run_perceptron(cfg: PerceptronConfig, ctx: Context) -> Result:
     ax.set_ylim(-1, 5)
     ax.set_aspect("equal")
     ax.set_title("decision boundaries")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.legend(fontsize=9, loc="upper left")
     for name, r in runs.items():
         ax2.plot(range(1, len(r.errors) + 1), r.errors, label=name)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("mistakes in the epoch")
     ax2.set_title("perceptron rule")
+    ax2.grid(alpha=0.3)
     ax2.legend()
     ctx.savefig(fig, "perceptron_bias.png")
     return Result(

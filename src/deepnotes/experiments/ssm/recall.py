@@ -309,5 +309,6 @@ def _plot(ctx, rows, mixers, tasks, widths):
         ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7)
+    # beside the last panel: inside it the legend hid lines
+    axes[0][-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ctx.savefig(fig, "recall_accuracy_vs_width.png")

@@ -278,7 +278,7 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
     ax.set(xlabel="step", ylabel="mean entropy of attention rows (nats)",
            title="softmax saturation during training")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")  # clear of the uniform-rows line at the top
     ctx.savefig(fig, "attention_entropy.png")
 
     by = {(r["d"], r["case"]): r for r in init_rows}

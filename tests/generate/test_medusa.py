@@ -114,6 +114,80 @@ def test_greedy_cached_batched_equals_generate(positions):
     assert torch.equal(greedy_cached(model, prompt, 0), prompt)
 
 
+@pytest.mark.parametrize(
+    "positions,norm_position", [("learned", "pre"), ("rotary", "post"), ("sinusoidal", "pre")]
+)
+def test_fixed_buffer_decoder_is_lossless(positions, norm_position):
+    """The CUDA-graph path's fixed-size KV buffers (run eagerly here): the same tokens."""
+    torch.manual_seed(4)
+    model = tiny_lm(positions, norm_position)
+    heads = MedusaHeads(24, 37, n_heads=3).double()
+    for p in heads.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    for T0, n, tree in [(1, 11, None), (6, 23, sparse_tree([[0], [1], [0, 0], [2]], topk=3))]:
+        prompt = torch.randint(0, 37, (1, T0))
+        ref = generate(model, prompt, n, temperature=0)
+        ours, stats = medusa_generate(model, heads, prompt, n, tree=tree, cuda_graph=True)
+        assert torch.equal(ours, ref)
+        assert stats.forwards == len(stats.accepted) + 1
+        assert torch.equal(greedy_cached(model, prompt, n, cuda_graph=True), ref)
+    # the decoder is re-used across calls (its graphs are captured once): still exact
+    again, _ = medusa_generate(model, heads, prompt, n, tree=tree, cuda_graph=True)
+    assert torch.equal(again, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_cuda_graph_decoding_is_lossless(positions):
+    """Captured and replayed CUDA graphs (fp64, so no near-tie can flip): greedy's tokens."""
+    from deepnotes.generate.medusa_graph import static_decoder
+
+    torch.manual_seed(7)
+    model = tiny_lm(positions).cuda()
+    heads = MedusaHeads(24, 37, n_heads=3).double().cuda()
+    for p in heads.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    trees = [None, sparse_tree([[0], [1], [0, 0], [2], [0, 0, 0]], topk=3)]
+    for T0, n in [(1, 11), (6, 23), (6, 23)]:  # the repeat replays the captured graphs
+        prompt = torch.randint(0, 37, (1, T0), device="cuda")
+        ref = generate(model, prompt, n, temperature=0)
+        assert torch.equal(greedy_cached(model, prompt, n, cuda_graph=True), ref)
+        for tree in trees:
+            ours, _ = medusa_generate(model, heads, prompt, n, tree=tree, cuda_graph=True)
+            assert torch.equal(ours, ref)
+    dec = static_decoder(model, 6 + 23 + dense_tree([2, 2, 2]).n_nodes, heads)  # the default tree
+    assert dec.graphs and dec._forward_graphs and dec._keep_graphs
+
+
+def test_fixed_buffer_decoder_rolls_back_like_the_cache():
+    """After a tree forward and a rollback, the fixed buffers hold the growing cache's keys."""
+    from deepnotes.generate.medusa import CachedDecoder
+    from deepnotes.generate.medusa_graph import StaticDecoder
+
+    torch.manual_seed(5)
+    model = tiny_lm("rotary")
+    tree = dense_tree([2, 2, 1])
+    bias = tree.attn_bias(torch.float64)
+    prompt = torch.randint(0, 37, (7,))
+    causal = torch.full((7, 7), float("-inf"), dtype=torch.float64).triu(1)
+    nodes = torch.randint(0, 37, (tree.n_nodes,))
+    cached, fixed = CachedDecoder(model), StaticDecoder(model, 40)
+    outs = []
+    with torch.no_grad():
+        for dec in (cached, fixed):
+            dec.forward(prompt, torch.arange(7), causal)
+            dec.forward(nodes, tree.position_ids, bias)
+            dec.keep(7, tree.retrieve_indices[1], 3)
+            assert dec.length == 10
+            outs.append(
+                dec.forward(torch.tensor([3]), torch.zeros(1, dtype=torch.long), bias[:1, :1])
+            )
+    assert_close(outs[1][1], outs[0][1])
+    for layer, kb in zip(cached.state.layers, fixed.k, strict=True):
+        assert_close(kb[..., :11, :], layer.k)
+
+
 def _dense_paths(ks):
     return [
         list(p)

@@ -176,6 +176,40 @@ def _causal_bias(n: int, dtype, device) -> torch.Tensor:
     return torch.where(allowed, zero, torch.full_like(zero, float("-inf")))
 
 
+class CachedDecoder:
+    """Batch-1 decoding state over the growing KV cache of `model.init_state` (eager).
+
+    The same interface as `medusa_graph.StaticDecoder`: forward(tokens [N], depth [N],
+    bias [N, N]) -> (hidden [N, D], logits [N, V], None) at positions length + depth, and
+    keep(start, path, n) to roll back to start + path[:n].
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        p = model.embed.weight
+        self.model = model
+        self.state = model.init_state(1, device=p.device, dtype=p.dtype)
+
+    @property
+    def length(self) -> int:
+        return self.state.layers[0].length
+
+    def forward(self, tokens, depth, bias, graph: bool = True):
+        t = self.length
+        h = forward_cached(self.model, tokens.view(1, -1), t + depth, bias, self.state)[0]
+        return h, self.model.head(h), None
+
+    def keep(self, start: int, path: torch.Tensor, n: int) -> None:
+        keep_nodes(self.state, start, path[:n])
+
+
+def _decoder(model, heads, capacity: int, cuda_graph: bool):
+    if not cuda_graph:
+        return CachedDecoder(model)
+    from deepnotes.generate.medusa_graph import static_decoder  # it imports this module
+
+    return static_decoder(model, capacity, heads)
+
+
 @dataclass
 class MedusaStats:
     """What a Medusa run did: accepted head tokens per step and forward passes."""
@@ -201,12 +235,15 @@ def medusa_generate(
     temperature: float = 0.0,
     posterior_threshold: float = 0.09,
     posterior_alpha: float = 0.3,
+    cuda_graph: bool = False,
 ) -> tuple[torch.Tensor, MedusaStats]:
     """prompt: LongTensor [1, T0] -> (tokens [1, T0 + max_new_tokens], stats).
 
     tree: default a dense tree with top-k 2 per head. temperature 0 accepts greedily (exactly
     `generate(..., temperature=0)`); temperature > 0 uses typical acceptance with
     p > min(posterior_threshold, posterior_alpha * exp(-H)) (medusa-llm's defaults).
+    cuda_graph: decode over fixed-size KV buffers (`medusa_graph.StaticDecoder`), each tree
+    forward replayed as a CUDA graph on a GPU (eagerly elsewhere).
     """
     check_model(model)
     if prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] == 0:
@@ -231,24 +268,22 @@ def medusa_generate(
     model.eval()
     try:
         dtype = model.embed.weight.dtype
-        state = model.init_state(1, device=device, dtype=dtype)
         T0 = prompt.shape[1]
-        pos = torch.arange(T0, device=device)
-        h = forward_cached(model, prompt, pos, _causal_bias(T0, dtype, device), state)[0, -1]
+        dec = _decoder(model, heads, T0 + max_new_tokens + tree.n_nodes, cuda_graph)
+        causal = _causal_bias(T0, dtype, device)
+        hidden, logits, _ = dec.forward(prompt[0], torch.arange(T0, device=device), causal, False)
         stats.forwards = 1
-        base, med = model.head(h), heads(h)
-        bias = tree.attn_bias(dtype)
+        base, med = logits[-1], heads(hidden[-1])
+        bias, depth = tree.attn_bias(dtype), tree.position_ids
         valid = tree.retrieve_indices >= 0
         retrieve = tree.retrieve_indices.clamp(min=0)
         out: list[torch.Tensor] = []
         n_out = 0
         while n_out < max_new_tokens:
             tree_tokens, cands = tree.candidates(base, med)
-            t = state.layers[0].length
-            hidden = forward_cached(model, tree_tokens[None], t + tree.position_ids, bias, state)
-            hidden = hidden[0]
+            t = dec.length
+            hidden, logits, head_logits = dec.forward(tree_tokens, depth, bias)
             stats.forwards += 1
-            logits = model.head(hidden)
             best, a = evaluate_posterior(
                 logits[retrieve],
                 cands,
@@ -258,13 +293,19 @@ def medusa_generate(
                 valid=valid,
             )
             a = int(a)
-            nodes = retrieve[best, : a + 1]
+            path = retrieve[best]
             out.append(cands[best, : a + 1])
             n_out += a + 1
             stats.accepted.append(a)
-            keep_nodes(state, t, nodes)
-            last = hidden[nodes[-1]]
-            base, med = logits[nodes[-1]], heads(last)
+            # copies (index_select), read before the next forward: with CUDA graphs the
+            # outputs are the graph's buffers
+            last = path[a : a + 1]
+            base = logits.index_select(0, last)[0]
+            if head_logits is None:
+                med = heads(hidden.index_select(0, last)[0])
+            else:
+                med = head_logits.index_select(1, last)[:, 0]
+            dec.keep(t, path, a + 1)
         new = torch.cat(out)[:max_new_tokens]
         stats.new_tokens = int(new.numel())
         return torch.cat([prompt, new[None]], dim=1), stats
@@ -273,12 +314,15 @@ def medusa_generate(
 
 
 @torch.no_grad()
-def greedy_cached(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+def greedy_cached(
+    model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, *, cuda_graph: bool = False
+) -> torch.Tensor:
     """Greedy decoding through the same cached forward as Medusa (one token per forward).
 
     prompt [B, T0] -> [B, T0 + max_new_tokens]. The prompt goes in as one forward (not token
     by token), so a batch of B prompts costs 1 + max_new_tokens forwards in all: the speed
     baseline at B = 1, and the generator of self-distillation data at large B.
+    cuda_graph (B = 1 only): the fixed-buffer decoder of `medusa_generate(cuda_graph=True)`.
     """
     check_model(model)
     if prompt.dim() != 2 or prompt.shape[1] == 0:
@@ -289,17 +333,20 @@ def greedy_cached(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int) -
     limit = T0 + max_new_tokens
     if model.cfg.positions in ("learned", "sinusoidal") and limit > model.cfg.max_len:
         raise ValueError(f"prompt + new tokens = {limit} exceeds max_len = {model.cfg.max_len}")
+    if cuda_graph and B != 1:
+        raise ValueError(f"greedy_cached(cuda_graph=True) decodes batch 1, got {B} prompts")
     if max_new_tokens == 0:
         return prompt.clone()
     was_training = model.training
     model.eval()
     try:
         device, dtype = prompt.device, model.embed.weight.dtype
+        if cuda_graph:
+            return _greedy_static(model, prompt, max_new_tokens)
         state = model.init_state(B, device=device, dtype=dtype)
         positions = torch.arange(limit, device=device)
-        h = forward_cached(model, prompt, positions[:T0], _causal_bias(T0, dtype, device), state)[
-            :, -1
-        ]
+        causal = _causal_bias(T0, dtype, device)
+        h = forward_cached(model, prompt, positions[:T0], causal, state)[:, -1]
         one = torch.zeros(1, 1, dtype=dtype, device=device)
         out = []
         for i in range(max_new_tokens):
@@ -311,3 +358,19 @@ def greedy_cached(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int) -
         return torch.cat([prompt, *out], dim=1)
     finally:
         model.train(was_training)
+
+
+def _greedy_static(model: nn.Module, prompt: torch.Tensor, n: int) -> torch.Tensor:
+    """greedy_cached at batch 1 over the fixed-buffer decoder (CUDA graphs on a GPU)."""
+    device, dtype = prompt.device, model.embed.weight.dtype
+    T0 = prompt.shape[1]
+    dec = _decoder(model, None, T0 + n, cuda_graph=True)
+    causal = _causal_bias(T0, dtype, device)
+    _, logits, _ = dec.forward(prompt[0], torch.arange(T0, device=device), causal, False)
+    zero = torch.zeros(1, dtype=torch.long, device=device)
+    one = torch.zeros(1, 1, dtype=dtype, device=device)
+    out = [logits[-1:].argmax(-1)]  # a new tensor, safe from the next replay
+    for _ in range(n - 1):
+        _, logits, _ = dec.forward(out[-1], zero, one)
+        out.append(logits.argmax(-1))
+    return torch.cat([prompt, torch.cat(out)[None]], dim=1)

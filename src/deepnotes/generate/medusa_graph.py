@@ -1,0 +1,214 @@
+"""Batch-1 decoding over fixed-size KV buffers, replayed as CUDA graphs.
+
+At batch 1 a small LM's decoding step is bound by kernel launches and Python, not by the
+GPU's arithmetic: a forward of our 8-layer base is ~300 small kernels. A CUDA graph records
+those launches once and replays them with one call. A graph needs fixed shapes and fixed
+memory, so here the keys and values live in buffers of a fixed capacity L:
+
+- a forward of N tokens at the current length t writes its keys and values to slots
+  t .. t + N - 1 (`index_copy_`) and attends over all L slots with an additive mask
+  [N, L]: 0 for the t cached slots, the tree bias for the N new ones, -inf for the rest;
+- t, the token ids, their depths and the tree bias are inputs held in fixed tensors, so one
+  graph per N serves every step (N = 1 for greedy, N = tree nodes for Medusa);
+- the rollback after acceptance copies a fixed D + 1 slots (the chosen root-to-leaf path,
+  padding included): slots past the accepted length hold stale keys, which the mask hides
+  until they are overwritten.
+
+Everything else (the tree's candidates, acceptance, the output) runs eagerly, as in
+`medusa_generate`. The graph also computes the base head's logits and, for Medusa, every
+head's logits at every node, so that a step needs no other launch for them.
+
+Off CUDA (or with `cuda_graph=False`) the same fixed-buffer code runs eagerly: that is how
+the tests check it on the CPU.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepnotes.generate.medusa import _rotary_tables, _rotate, check_model
+
+
+class StaticDecoder:
+    """Batch-1 decoding state of `model` in KV buffers of `capacity` slots.
+
+    forward(tokens [N], depth [N], bias [N, N]) runs N new tokens at positions length + depth
+    (bias: additive mask among them) and returns (hidden [N, D], logits [N, V], head logits
+    [K, N, V] or None). keep(start, path [D + 1], n) rolls back to start + the first n nodes
+    of path. On CUDA each distinct N and each path length is captured once and replayed.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        capacity: int,
+        heads: nn.Module | None = None,
+        cuda_graph: bool | None = None,
+    ) -> None:
+        check_model(model)
+        p = model.embed.weight
+        # a weak reference: the decoder cache below is keyed weakly by the model
+        self._model = weakref.ref(model)
+        self.heads, self.capacity = heads, capacity
+        self.device, self.dtype = p.device, p.dtype
+        mixer = model.blocks[0].mixer
+        shape = (1, mixer.n_heads, capacity, mixer.head_dim)
+        # zeros, not empty: a masked slot gets weight 0, and 0 * NaN would still be NaN
+        self.k = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in model.blocks]
+        self.v = [torch.zeros_like(k) for k in self.k]
+        self.length = 0
+        self._t = torch.zeros((), dtype=torch.long, device=self.device)  # length, as a tensor
+        self._slots = torch.arange(capacity, device=self.device)
+        graphs = self.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self.graphs = graphs and self.device.type == "cuda"
+        self._forward_graphs: dict[int, tuple] = {}
+        self._keep_graphs: dict[int, tuple] = {}
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model()
+
+    def reset(self) -> StaticDecoder:
+        """Empty the cache (buffers and captured graphs are kept)."""
+        self.length = 0
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, tokens, depth, bias, heads: bool):
+        """The fixed-shape forward: tokens [1, N], depth [N], bias [N, N]; reads self._t."""
+        model, cfg = self.model, self.model.cfg
+        N, t = tokens.shape[1], self._t
+        positions = t + depth
+        x = model.embed(tokens)
+        if model.pos is not None:
+            x = x + model.pos.weight[positions]
+        elif cfg.positions == "sinusoidal":
+            x = x + model.pos_table[positions].to(x.dtype)
+        slots = t + self._slots[:N]
+        rel = self._slots - t  # [L]: slot index relative to the first new token
+        new = (rel >= 0) & (rel < N)
+        cached = torch.zeros((), dtype=bias.dtype, device=bias.device)
+        outside = torch.full_like(cached, float("-inf"))
+        mask = torch.where(
+            new, bias[:, rel.clamp(0, N - 1)], torch.where(rel < 0, cached, outside)
+        )  # [N, L]
+        rotary = model.blocks[0].mixer.rotary
+        tables = None if rotary is None else _rotary_tables(rotary, positions, x.dtype)
+        for block, kb, vb in zip(model.blocks, self.k, self.v, strict=True):
+            mixer = block.mixer
+            h = block.norm1(x) if block.pre else x
+            q, k, v = (mixer.split_heads(u) for u in mixer.qkv(h).chunk(3, dim=-1))
+            if tables is not None:
+                q, k = _rotate(q, *tables), _rotate(k, *tables)
+            kb.index_copy_(2, slots, k)
+            vb.index_copy_(2, slots, v)
+            o = F.scaled_dot_product_attention(q, kb, vb, attn_mask=mask, scale=mixer.scale)
+            y = mixer.out(mixer.merge_heads(o))
+            if block.pre:
+                x = x + y
+                x = x + block.ffn(block.norm2(x))
+            else:
+                x = block.norm1(x + y)
+                x = block.norm2(x + block.ffn(x))
+        hidden = (x if model.norm is None else model.norm(x))[0]
+        head_logits = self.heads(hidden) if heads and self.heads is not None else None
+        return hidden, model.head(hidden), head_logits
+
+    def _capture(self, fn, inputs: dict):
+        """Warm fn(**inputs) up on a side stream, then capture it; -> (graph, outputs)."""
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                fn(**inputs)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn(**inputs)
+        return graph, out
+
+    @torch.no_grad()
+    def forward(
+        self, tokens: torch.Tensor, depth: torch.Tensor, bias: torch.Tensor, graph: bool = True
+    ):
+        """tokens [N], depth [N] (offsets from the current end), bias [N, N] -> outputs.
+
+        With graphs the outputs are the graph's own buffers: read them before the next call.
+        graph=False runs eagerly (the prompt, whose length varies, goes that way).
+        """
+        N = tokens.numel()
+        if self.length + N > self.capacity:
+            raise ValueError(f"{self.length} + {N} tokens exceed the capacity {self.capacity}")
+        self._t.fill_(self.length)
+        if not (graph and self.graphs):
+            out = self._forward(tokens.view(1, N), depth, bias, heads=True)
+        else:
+            if N not in self._forward_graphs:
+                inputs = {
+                    "tokens": torch.zeros(1, N, dtype=torch.long, device=self.device),
+                    "depth": torch.zeros(N, dtype=torch.long, device=self.device),
+                    "bias": torch.zeros(N, N, dtype=self.dtype, device=self.device),
+                    "heads": True,
+                }
+                self._forward_graphs[N] = (*self._capture(self._forward, inputs), inputs, [None])
+            g, out, inputs, last = self._forward_graphs[N]
+            inputs["tokens"].copy_(tokens.view(1, N))
+            if last[0] is None or last[0][0] is not depth or last[0][1] is not bias:
+                inputs["depth"].copy_(depth)  # the tree's buffers: copied when they change
+                inputs["bias"].copy_(bias)
+                last[0] = (depth, bias)
+            g.replay()
+        self.length += N
+        return out
+
+    # ------------------------------------------------------------------ rollback
+    def _keep(self, src):
+        n = src.numel()
+        dst = self._t + self._slots[:n]
+        for buf in (*self.k, *self.v):
+            buf.index_copy_(2, dst, buf.index_select(2, src))
+
+    @torch.no_grad()
+    def keep(self, start: int, path: torch.Tensor, n: int) -> None:
+        """Keep slots start + path[:n] as slots start .. start + n - 1; drop the rest.
+
+        path: [D + 1] node indices of the chosen root-to-leaf path (-1 padding allowed past n).
+        """
+        src = start + path.clamp(min=0)
+        self._t.fill_(start)
+        if not self.graphs:
+            self._keep(src[:n])
+        else:
+            m = src.numel()  # the whole padded path: fixed shape, stale past n
+            if m not in self._keep_graphs:
+                # the warm-up runs move slots around: capture on a copy of the cache's state
+                saved = [b.clone() for b in (*self.k, *self.v)]
+                inputs = {"src": torch.zeros(m, dtype=torch.long, device=self.device)}
+                self._keep_graphs[m] = (self._capture(self._keep, inputs)[0], inputs)
+                for b, s in zip((*self.k, *self.v), saved, strict=True):
+                    b.copy_(s)
+            g, inputs = self._keep_graphs[m]
+            inputs["src"].copy_(src)
+            g.replay()
+        self.length = start + n
+
+
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_decoder(
+    model: nn.Module, capacity: int, heads: nn.Module | None = None, cuda_graph: bool = True
+) -> StaticDecoder:
+    """A reset StaticDecoder for (model, heads), re-used across calls so that its graphs are
+    captured once (the first call pays for the capture, later calls only replay)."""
+    p = model.embed.weight
+    key = (id(heads), capacity, p.dtype, p.device, cuda_graph)
+    per_model = _DECODERS.setdefault(model, {})
+    dec = per_model.get(key)
+    if dec is None or dec.heads is not heads:
+        dec = per_model[key] = StaticDecoder(model, capacity, heads, cuda_graph)
+    return dec.reset()

@@ -161,8 +161,9 @@ def tick_label(v: float) -> str:
 def log_ticks(ax, axis: str = "y", at: Sequence[float] | None = None) -> None:
     """Readable labels on a log axis (call after plotting): major ticks at `at` (e.g. the
     sequence lengths measured) or, without it, at 1-2-5 steps when the axis spans at most 2.5
-    decades, at decades beyond, and (y only) at every multiple under one decade; labels are plain numbers (`tick_label`), never
-    "2x10^3 3x10^3" pairs that run into each other; minor ticks stay, unlabelled."""
+    decades, at decades beyond, and (y only) at 1-2-3-5 under one decade; labels are plain
+    numbers (`tick_label`), never "2x10^3 3x10^3" pairs that run into each other; minor ticks
+    stay, unlabelled."""
     import math
 
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
@@ -174,8 +175,8 @@ def log_ticks(ax, axis: str = "y", at: Sequence[float] | None = None) -> None:
         lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
         span = math.log10(max(hi, 1e-300) / max(lo, 1e-300))
         subs = (1.0, 2.0, 5.0) if span <= 2.5 else (1.0,)  # numticks thins long spans
-        if span <= 1 and axis == "y":  # under a decade: every integer multiple (2, 3, 4, ...)
-            subs = tuple(float(k) for k in range(1, 10))
+        if span <= 1 and axis == "y":  # under a decade: 1-2-3-5 (more crowd the decade's top)
+            subs = (1.0, 2.0, 3.0, 5.0)
         a.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     a.set_major_formatter(FuncFormatter(lambda v, _pos: tick_label(v)))
     a.set_minor_formatter(NullFormatter())

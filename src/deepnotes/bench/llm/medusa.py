@@ -5,9 +5,12 @@ Both sides run the same base weights through the same cached forward
 whole candidate tree. Per prompt: tokens/s, tokens per forward (mean accepted length) and
 time per forward; the tree overhead is t(tree forward) / t(one-token forward). Medians over
 prompts. The library's stepped `generate` (LM.step) is timed beside them.
+With `--cuda-graph true` both sides decode over fixed-size KV buffers and replay each
+forward as a CUDA graph (`deepnotes.generate.medusa_graph`): at batch 1 this model is bound
+by kernel launches, which the graphs remove from greedy decoding and Medusa alike.
 
     deepnotes bench medusa --budget gpu --device cuda --base OUT/base/base-lm \
-        --heads OUT/medusa/medusa_heads.safetensors --out OUT/bench
+        --heads OUT/medusa/medusa_heads.safetensors --out OUT/bench   [--cuda-graph true]
 """
 
 from __future__ import annotations

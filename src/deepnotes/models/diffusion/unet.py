@@ -92,7 +92,9 @@ class TransformerBlock(nn.Module):
 def _attention(d: int, n_heads: int, d_context: int) -> MultiHeadAttention:
     # SD's attention has bias-free q/k/v projections but a biased output projection, while
     # MultiHeadAttention's `bias` covers all four: swap in a biased out_proj (same shape).
-    attn = MultiHeadAttention(d, n_heads, d_context=d_context, bias=False)
+    # impl "sdpa": on an H200 it beats our Triton kernel inside SD's UNet (1.03x vs 0.91x of
+    # diffusers for a training step, benchmarks/ldm-unet-h200.json)
+    attn = MultiHeadAttention(d, n_heads, d_context=d_context, bias=False, impl="sdpa")
     attn.out_proj = nn.Linear(d, d, bias=True)
     return attn
 

@@ -30,6 +30,7 @@ from deepnotes.layers.ffn import FFN_KINDS, build_ffn, ffn_hidden
 from deepnotes.layers.moe import MoE
 from deepnotes.layers.norms import RMSNorm, build_norm
 from deepnotes.layers.positional import sinusoidal_table
+from deepnotes.ops.cross_entropy import linear_cross_entropy
 
 POSITIONS = ("learned", "sinusoidal", "rotary", "none")
 
@@ -65,6 +66,10 @@ class LMConfig:
     moe_balance_coef: float = 0.01  # weight of the Switch load-balancing loss
     moe_z_coef: float = 1e-3  # weight of the router z-loss (ST-MoE)
     gradient_checkpointing: bool = False  # recompute each block in backward (saves memory)
+    # loss(): head + cross-entropy chunk by chunk (ops.cross_entropy.linear_cross_entropy),
+    # never holding the [B*T, vocab] logits in fp32; same loss, less memory
+    fused_ce: bool = False
+    fused_ce_chunk: int = 2048  # rows (tokens) per chunk of the fused loss
 
 
 @dataclass
@@ -263,6 +268,15 @@ class LM(nn.Module):
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (in fp32) plus the MoE auxiliary loss."""
+        if self.cfg.fused_ce:
+            h = self.hidden(tokens)
+            ce = linear_cross_entropy(
+                h.flatten(0, 1),
+                self.head.weight,
+                targets.flatten(),
+                chunk_size=self.cfg.fused_ce_chunk,
+            )
+            return ce + self.aux_loss
         logits = self(tokens)
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         return ce + self.aux_loss

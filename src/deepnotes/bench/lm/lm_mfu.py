@@ -15,7 +15,9 @@ counts the full T x T, causal or not); MFU = tokens/s * FLOPs per token / peak, 
 H100's (and H200's) 989 TFLOP/s dense bf16 peak. Rows for ours may pick the attention
 path: SDPA with torch's own backend choice ("sdpa"), SDPA forced to one backend ("flash",
 "cudnn", "efficient"), or our FlashAttention-2 Triton kernel ("triton"). The baseline uses
-"sdpa".
+"sdpa". Rows for ours may also compute the head and its loss chunk by chunk
+(`LMConfig.fused_ce`, `deepnotes.ops.cross_entropy.linear_cross_entropy`): `ce=["fused"]`
+or a row's "+fused" suffix; `peak_mem_gb` then shows what the [B T, vocab] logits cost.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ SDPA_BACKENDS = ("default", "flash", "cudnn", "efficient")
 # attention choices for ours: torch's SDPA (its own backend choice, or one forced backend),
 # or "triton" = the softmax mixer's impl="auto", our FlashAttention-2 Triton kernel on CUDA
 ATTENTION = ("sdpa", "flash", "cudnn", "efficient", "triton")
+# head + loss for ours: "plain" (full logits, fp32 cross-entropy) or "fused" (chunked)
+CE = ("plain", "fused")
 
 
 @dataclass
@@ -47,9 +51,12 @@ class LMMFUConfig:
     models: list[str] = field(default_factory=lambda: ["baseline", "ours"])  # rows
     batch_sizes: list[int] = field(default_factory=lambda: [16])  # micro-batch sizes B
     attention: list[str] = field(default_factory=lambda: ["sdpa"])  # ours: see ATTENTION
-    # explicit rows "model:batch:attention[+tuned]" (e.g. "ours:32:cudnn+tuned"), run in
-    # this order; empty = every model x batch size x attention. "+tuned" turns on inductor's
-    # coordinate-descent tuning of its generated kernels for that row.
+    ce: list[str] = field(default_factory=lambda: ["plain"])  # ours: head + loss, see CE
+    ce_chunk: int = 2048  # rows (tokens) per chunk of the fused head + loss
+    # explicit rows "model:batch:attention[+tuned][+fused]" (e.g. "ours:32:cudnn+tuned"),
+    # run in this order; empty = every model x batch size x attention x ce. "+tuned" turns
+    # on inductor's coordinate-descent tuning of its generated kernels for that row;
+    # "+fused" gives ours the chunked head + loss.
     rows: list[str] = field(default_factory=list)
     n_layers: int = 12  # GPT-2 small
     n_heads: int = 12  # GPT-2 small
@@ -100,7 +107,10 @@ def _batches(cfg: LMMFUConfig, B: int, device: torch.device, seed: int):
     return data
 
 
-def _build(kind: str, cfg: LMMFUConfig, B: int, device, dtype_name: str, attention: str):
+def _build(
+    kind: str, cfg: LMMFUConfig, B: int, device, dtype_name: str, attention: str,
+    fused_ce: bool = False,
+):  # fmt: skip
     """-> (step function returning the loss tensor, n_params for 6N, model)."""
     if kind == "baseline":
         g = G.GPTConfig(cfg.vocab_size, cfg.seq_len, cfg.n_layers, cfg.n_heads, cfg.d_model)
@@ -116,6 +126,7 @@ def _build(kind: str, cfg: LMMFUConfig, B: int, device, dtype_name: str, attenti
             n_heads=cfg.n_heads, max_len=cfg.seq_len, positions="learned", norm=cfg.norm,
             ffn="gelu", bias=cfg.bias, tie_weights=True, init="normal",
             mixer_kwargs={"impl": "auto" if attention == "triton" else "sdpa"},
+            fused_ce=fused_ce, fused_ce_chunk=cfg.ce_chunk,
         )  # fmt: skip
         model = LM(lm_cfg).to(device)
         tcfg = TrainConfig(
@@ -135,19 +146,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def parse_row(spec: str) -> tuple[str, int, str, bool]:
-    """'ours:32:cudnn+tuned' -> ('ours', 32, 'cudnn', True)."""
+def parse_row(spec: str) -> tuple[str, int, str, bool, bool]:
+    """'ours:32:cudnn+tuned+fused' -> ('ours', 32, 'cudnn', True, True)."""
     try:
         kind, b, attn = spec.split(":")
         B = int(b)
     except ValueError:
-        raise ValueError(f"row {spec!r} is not 'model:batch:attention[+tuned]'") from None
-    tuned = attn.endswith("+tuned")
-    return kind, B, attn.removesuffix("+tuned"), tuned
+        raise ValueError(f"row {spec!r} is not 'model:batch:attention[+tuned][+fused]'") from None
+    attn, *flags = attn.split("+")
+    bad = set(flags) - {"tuned", "fused"}
+    if bad:
+        raise ValueError(f"row {spec!r}: unknown suffix(es) {sorted(bad)}; valid: +tuned, +fused")
+    return kind, B, attn, "tuned" in flags, "fused" in flags
 
 
 def measure(
-    kind: str, cfg: LMMFUConfig, B: int, attention: str, device: torch.device, tuned: bool = False
+    kind: str,
+    cfg: LMMFUConfig,
+    B: int,
+    attention: str,
+    device: torch.device,
+    tuned: bool = False,
+    fused_ce: bool = False,
 ) -> dict:
     import torch._inductor.config as inductor_config
 
@@ -157,13 +177,15 @@ def measure(
     inductor_config.fx_graph_cache = False
     if attention not in ATTENTION:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTION)}")
+    if fused_ce and kind != "ours":
+        raise ValueError("the fused head + loss is an option of ours, not of the baseline")
     if device.type == "cuda":
         _set_sdpa_backend("default" if attention in ("sdpa", "triton") else attention)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     torch._dynamo.reset()  # each row compiles its own graphs
     torch.manual_seed(0)
-    step, n_params, _model = _build(kind, cfg, B, device, cfg.dtype, attention)
+    step, n_params, _model = _build(kind, cfg, B, device, cfg.dtype, attention, fused_ce)
     t0 = time.perf_counter()
     first = step()
     _sync(device)
@@ -188,6 +210,7 @@ def measure(
         "model": kind,
         "batch": B,
         "attention": attention + ("+tuned" if tuned else ""),
+        "ce": "fused" if fused_ce else "plain",
         "shape": f"L{cfg.n_layers} H{cfg.n_heads} D{cfg.d_model} T{cfg.seq_len} V{cfg.vocab_size}",
         "dtype": cfg.dtype,
         "compile": cfg.compile,
@@ -241,18 +264,23 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     rows = []
     specs = [parse_row(r) for r in cfg.rows]
     if not specs:
+        bad = set(cfg.ce) - set(CE)
+        if bad:
+            raise ValueError(f"unknown ce {sorted(bad)}; valid: {', '.join(CE)}")
         for B in cfg.batch_sizes:  # baseline and ours side by side at each batch size
             for kind in cfg.models:
                 for attn in ["sdpa"] if kind == "baseline" else cfg.attention:
-                    specs.append((kind, B, attn, False))
-    for kind, B, attn, tuned in ctx.progress(specs, desc="lm-mfu"):
+                    for ce in ["plain"] if kind == "baseline" else cfg.ce:
+                        specs.append((kind, B, attn, False, ce == "fused"))
+    for kind, B, attn, tuned, fused in ctx.progress(specs, desc="lm-mfu"):
         try:
-            rows.append(measure(kind, cfg, B, attn, ctx.device, tuned))
+            rows.append(measure(kind, cfg, B, attn, ctx.device, tuned, fused))
         except Exception as err:  # noqa: BLE001 - OOM or a compile failure: record, go on
             status = "out of memory" if isinstance(err, torch.OutOfMemoryError) else "failed"
             last = (str(err).strip().splitlines() or [""])[-1][:200]
             msg = f"{status}: {type(err).__name__}: {last}"
-            rows.append({"model": kind, "batch": B, "attention": attn, "status": msg})
+            ce = "fused" if fused else "plain"
+            rows.append({"model": kind, "batch": B, "attention": attn, "ce": ce, "status": msg})
             torch._dynamo.reset()
             if ctx.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -274,7 +302,9 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
                 r["vs_baseline"] = r["tokens_per_s"] / base["tokens_per_s"]
     if done:
         best = max(done, key=lambda r: r["tokens_per_s"])
-        metrics["best"] = f"{best['model']} B={best['batch']} attention={best['attention']}"
+        metrics["best"] = (
+            f"{best['model']} B={best['batch']} attention={best['attention']} ce={best['ce']}"
+        )
         metrics["best_tokens_per_s"] = best["tokens_per_s"]
         metrics["best_mfu"] = best["mfu"]
         ours_best = max(
@@ -294,7 +324,10 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     notes.append("random tokens: a throughput measurement, not a training run")
     notes.append("FLOPs/token = 6N + 12 L H Q T (N without the position table)")
     fig, ax = ctx.figure(figsize=(7, 3.6))
-    labels = [f"{r['model']} B{r['batch']} {r['attention']}" for r in done]
+    labels = [
+        f"{r['model']} B{r['batch']} {r['attention']}" + (" fused-ce" if r["ce"] == "fused" else "")
+        for r in done
+    ]
     ax.barh(
         labels,
         [r["tokens_per_s"] / 1e3 for r in done],
@@ -310,7 +343,7 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
         title=f"GPT-2 small shape, {cfg.dtype}, T={cfg.seq_len}",
     )
     ctx.savefig(fig, "lm_mfu.png")
-    columns = ["model", "batch", "attention", "params_N", "step_ms", "tokens_per_s",
+    columns = ["model", "batch", "attention", "ce", "params_N", "step_ms", "tokens_per_s",
                "model_tflops", "mfu", "vs_baseline", "peak_mem_gb", "first_step_s", "loss_last",
                "status"]  # fmt: skip
     return Result(metrics=metrics, table=rows, columns=columns, notes=notes)

@@ -112,3 +112,42 @@ def test_loss_gradients_reach_logits_and_boxes():
     total = crit.weighted_total(crit(outputs, targets))
     total.backward()
     assert outputs["logits"].grad.abs().sum() > 0 and outputs["pred_boxes"].grad.abs().sum() > 0
+
+
+def test_criterion_reads_the_costs_back_once_for_all_layers():
+    """One host transfer of the costs per call, however many images and decoder layers: the
+    matcher must not read each image's (or each layer's) costs back separately."""
+    from torch.overrides import TorchFunctionMode
+
+    class CountReads(TorchFunctionMode):
+        reads = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("cpu", "item", "__bool__", "tolist"):
+                CountReads.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    outputs, targets = _random_problem(6, 8, 4, [1, 3, 0, 5, 2, 8], gen)
+    aux = [_random_problem(6, 8, 4, [], gen)[0] for _ in range(3)]
+    with CountReads():
+        SetCriterion(4)({**outputs, "aux_outputs": aux}, targets)
+    assert CountReads.reads == 1
+
+
+def test_batched_costs_split_into_each_images_matrix():
+    """The batch is scored at once; each image's block must be eq. 1 on that image alone."""
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    outputs, targets = _random_problem(4, 7, 5, [2, 0, 7, 3], gen)
+    costs = HungarianMatcher(1, 5, 2).cost_matrices(outputs, targets)
+    for b, (c, t) in enumerate(zip(costs, targets, strict=True)):
+        prob = outputs["logits"][b].softmax(-1)
+        boxes = outputs["pred_boxes"][b]
+        xyxy = box_cxcywh_to_xyxy
+        want = (
+            -prob[:, t["class_labels"]]
+            + 5 * (boxes[:, None] - t["boxes"][None]).abs().sum(-1)
+            - 2 * peer.generalized_box_iou(xyxy(boxes), xyxy(t["boxes"]))
+        )
+        assert c.shape == (7, len(t["boxes"]))
+        assert_close(c, want)

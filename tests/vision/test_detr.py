@@ -184,3 +184,22 @@ def test_coco_map_by_hand_and_duplicate_rate():
     dup = [{"scores": torch.tensor([0.9, 0.8, 0.7, 0.2]), "labels": torch.tensor([1, 1, 2, 1]),
             "boxes": torch.cat([b, b, b, b])}]  # fmt: skip
     assert duplicate_rate(dup) == pytest.approx(1 / 3)  # the 0.8 copy; other label; low score
+
+
+def test_experiment_batches_equal_the_scenes_they_index():
+    """The training loop's gathered batch (optionally mirrored) equals the indexed scenes."""
+    from deepnotes.data.scenes import make_scenes
+    from deepnotes.experiments.vision.detr import _DeviceScenes
+
+    scenes = make_scenes(9, size=32, max_objects=4, seed=int(torch.randint(0, 10**6, ())))
+    idx = torch.tensor([4, 0, 4, 8, 2])
+    for flip in (False, True):
+        images, targets = _DeviceScenes(scenes, torch.device("cpu")).batch(idx, flip)
+        want = scenes.images[idx]
+        assert torch.equal(images, want.flip(-1) if flip else want)
+        for i, t in zip(idx.tolist(), targets, strict=True):
+            box = scenes.targets[i]["boxes"].clone()
+            if flip:
+                box[:, 0] = 1 - box[:, 0]
+            assert torch.equal(t["class_labels"], scenes.targets[i]["class_labels"])
+            assert torch.equal(t["boxes"], box)

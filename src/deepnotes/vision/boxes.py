@@ -34,10 +34,15 @@ def _check_xyxy(b: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be xyxy boxes with x1 >= x0 and y1 >= y0")
 
 
-def box_iou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Pairwise IoU of xyxy boxes. a: [N, 4], b: [M, 4] -> (iou [N, M], union [N, M])."""
-    _check_xyxy(a, "a")
-    _check_xyxy(b, "b")
+def box_iou(a: Tensor, b: Tensor, check: bool = True) -> tuple[Tensor, Tensor]:
+    """Pairwise IoU of xyxy boxes. a: [N, 4], b: [M, 4] -> (iou [N, M], union [N, M]).
+
+    check: verify x1 >= x0 and y1 >= y0; it reads the boxes back to the host (a device sync),
+    so callers whose boxes are valid by construction turn it off in their hot loop.
+    """
+    if check:
+        _check_xyxy(a, "a")
+        _check_xyxy(b, "b")
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = (rb - lt).clamp(min=0)
@@ -46,13 +51,13 @@ def box_iou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return inter / union, union
 
 
-def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
+def generalized_box_iou(a: Tensor, b: Tensor, check: bool = True) -> Tensor:
     """Pairwise GIoU (Rezatofighi et al. 2019) of xyxy boxes: a: [N, 4], b: [M, 4] -> [N, M].
 
     GIoU = IoU - |C \\ (A ∪ B)| / |C|, with C the smallest box enclosing A and B; it lies in
-    (-1, 1] and still has a gradient when the boxes do not overlap.
+    (-1, 1] and still has a gradient when the boxes do not overlap. check: as in `box_iou`.
     """
-    iou, union = box_iou(a, b)
+    iou, union = box_iou(a, b, check)
     lt = torch.minimum(a[:, None, :2], b[None, :, :2])
     rb = torch.maximum(a[:, None, 2:], b[None, :, 2:])
     wh = (rb - lt).clamp(min=0)

@@ -14,6 +14,8 @@ own matching; their keys get the suffix `_i`.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,36 +51,43 @@ class SetCriterion(nn.Module):
         self.register_buffer("empty_weight", empty_weight)
 
     @staticmethod
-    def _pred_index(indices):
-        batch = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
-        return batch, torch.cat([src for src, _ in indices])
+    def _flat_index(indices, Q: int, sizes: list[int]) -> Tensor:
+        """Per-image matches -> [2, M] rows into the flattened predictions [B*Q] and the
+        concatenated targets [Σ n_b], in the order image by image (built on the host)."""
+        offsets = [0, *itertools.accumulate(sizes)]
+        rows = [
+            torch.stack([src + b * Q, tgt + offsets[b]]) for b, (src, tgt) in enumerate(indices)
+        ]
+        return torch.cat(rows, dim=1) if rows else torch.zeros(2, 0, dtype=torch.int64)
 
-    def _losses(self, out: dict, targets: list[dict], indices, num_boxes: float) -> dict:
+    def _losses(self, out: dict, labels: Tensor, boxes: Tensor, n_true: Tensor, idx: Tensor,
+                num_boxes: float) -> dict:  # fmt: skip
+        """One decoder layer. labels [N], boxes [N, 4]: the batch's targets concatenated;
+        n_true [B]: targets per image; idx [2, M]: matched (flat query, target) pairs."""
         logits = out["logits"]
         if logits.shape[-1] != self.num_classes + 1:
             raise ValueError(
                 f"logits have {logits.shape[-1]} classes, expected C+1 = {self.num_classes + 1}"
             )
-        idx = self._pred_index(indices)
+        pred, tgt = idx
         target_classes = torch.full(
-            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
-        )
-        target_classes[idx] = torch.cat(
-            [t["class_labels"][j] for t, (_, j) in zip(targets, indices, strict=True)]
-        )
+            (logits.shape[0] * logits.shape[1],), self.num_classes, dtype=torch.int64,
+            device=logits.device,
+        )  # fmt: skip
+        target_classes[pred] = labels[tgt]
         loss_ce = F.cross_entropy(
-            logits.transpose(1, 2), target_classes, self.empty_weight.to(logits)
+            logits.transpose(1, 2),
+            target_classes.view(logits.shape[:2]),
+            self.empty_weight.to(logits),
         )
-        src = out["pred_boxes"][idx]
-        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices, strict=True)], dim=0)
+        src = out["pred_boxes"].flatten(0, 1)[pred]
+        tgt = boxes[tgt].to(src)
         loss_bbox = (src - tgt).abs().sum() / num_boxes
-        giou = generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
+        # predictions come out of a sigmoid (valid boxes): no check, no device sync
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt), check=False)
         loss_giou = (1 - torch.diagonal(giou)).sum() / num_boxes
         with torch.no_grad():
             n_pred = (logits.argmax(-1) != logits.shape[-1] - 1).sum(1).float()
-            n_true = torch.tensor(
-                [float(len(t["class_labels"])) for t in targets], device=logits.device
-            )
             card = (n_pred - n_true).abs().mean()
         return {
             "loss_ce": loss_ce,
@@ -88,12 +97,24 @@ class SetCriterion(nn.Module):
         }
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
+        layers = [outputs, *(outputs.get("aux_outputs") or [])]
+        device = outputs["logits"].device
+        sizes = [len(t["class_labels"]) for t in targets]
         # Box losses are normalised by the number of target boxes (at least 1).
-        num_boxes = max(float(sum(len(t["class_labels"]) for t in targets)), 1.0)
-        losses = self._losses(outputs, targets, self.matcher(outputs, targets), num_boxes)
-        for i, aux in enumerate(outputs.get("aux_outputs") or []):
-            for k, v in self._losses(aux, targets, self.matcher(aux, targets), num_boxes).items():
-                losses[f"{k}_{i}"] = v
+        num_boxes = max(float(sum(sizes)), 1.0)
+        labels = torch.cat([t["class_labels"] for t in targets]).to(device)
+        boxes = torch.cat([t["boxes"] for t in targets]).to(device)
+        n_true = torch.tensor(sizes, dtype=torch.float32, device=device)
+        # All layers are matched with one device->host transfer, and their matches go back
+        # in one host->device transfer (every layer matches the same number of pairs).
+        matches = self.matcher.match_layers(layers, targets)
+        Q = outputs["logits"].shape[1]
+        idx = torch.stack([self._flat_index(m, Q, sizes) for m in matches]).to(device)
+        losses = {}
+        for i, (out, layer_idx) in enumerate(zip(layers, idx, strict=True)):
+            suffix = "" if i == 0 else f"_{i - 1}"
+            for k, v in self._losses(out, labels, boxes, n_true, layer_idx, num_boxes).items():
+                losses[k + suffix] = v
         return losses
 
     def weighted_total(self, losses: dict[str, Tensor]) -> Tensor:

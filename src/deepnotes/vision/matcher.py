@@ -30,8 +30,13 @@ class HungarianMatcher(nn.Module):
             raise ValueError("at least one of cost_class, cost_bbox, cost_giou must be non-zero")
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
 
-    def cost_matrices(self, outputs: dict, targets: list[dict]) -> list[Tensor]:
-        """Per-image cost matrices [Q, n_b] (float, on CPU)."""
+    def batch_cost(self, outputs: dict, targets: list[dict]) -> Tensor:
+        """Cost of every query against every target of the batch: [B, Q, N], N = Σ n_b.
+
+        Image b's own matrix is the column block of its targets (`split_costs`). Scoring the
+        whole batch in one go, as the reference does, costs a few kernels instead of a few
+        per image; the cross-image blocks are computed and thrown away, which is cheap.
+        """
         logits, boxes = outputs["logits"], outputs["pred_boxes"]
         if logits.ndim != 3 or boxes.shape != (*logits.shape[:2], 4):
             raise ValueError(
@@ -40,31 +45,61 @@ class HungarianMatcher(nn.Module):
             )
         if len(targets) != logits.shape[0]:
             raise ValueError(f"{len(targets)} targets for a batch of {logits.shape[0]}")
-        costs = []
-        for b, t in enumerate(targets):
-            labels, tboxes = t["class_labels"], t["boxes"]
-            if len(labels) == 0:
-                costs.append(logits.new_zeros(logits.shape[1], 0).cpu())
-                continue
-            prob = logits[b].softmax(-1)  # [Q, C+1]
-            c_class = -prob[:, labels]
-            c_bbox = torch.cdist(boxes[b], tboxes, p=1)
-            c_giou = -generalized_box_iou(box_cxcywh_to_xyxy(boxes[b]), box_cxcywh_to_xyxy(tboxes))
-            c = self.cost_bbox * c_bbox + self.cost_class * c_class + self.cost_giou * c_giou
-            # A NaN/inf cost (a degenerate prediction) is made the largest finite cost so
-            # that it is matched only when nothing else is left.
-            big = torch.finfo(c.dtype).max
-            costs.append(torch.nan_to_num(c, nan=big, posinf=big, neginf=big).cpu())
-        return costs
+        B, Q = logits.shape[:2]
+        labels = torch.cat([t["class_labels"] for t in targets]).to(logits.device)
+        if len(labels) == 0:
+            return logits.new_zeros(B, Q, 0)
+        tboxes = torch.cat([t["boxes"] for t in targets]).to(boxes)
+        prob = logits.flatten(0, 1).softmax(-1)  # [B*Q, C+1]
+        pboxes = boxes.flatten(0, 1)
+        c_class = -prob[:, labels]
+        c_bbox = torch.cdist(pboxes, tboxes, p=1)
+        # predicted boxes come out of a sigmoid and are valid xyxy by construction: skipping
+        # the check saves a device sync
+        c_giou = -generalized_box_iou(
+            box_cxcywh_to_xyxy(pboxes), box_cxcywh_to_xyxy(tboxes), check=False
+        )
+        c = self.cost_bbox * c_bbox + self.cost_class * c_class + self.cost_giou * c_giou
+        # A NaN/inf cost (a degenerate prediction) is made the largest finite cost so
+        # that it is matched only when nothing else is left.
+        big = torch.finfo(c.dtype).max
+        return torch.nan_to_num(c, nan=big, posinf=big, neginf=big).view(B, Q, -1)
+
+    @staticmethod
+    def split_costs(cost: Tensor, targets: list[dict]) -> list[Tensor]:
+        """[B, Q, N] batch costs -> per-image matrices [Q, n_b] (views)."""
+        sizes = [len(t["class_labels"]) for t in targets]
+        return [c[b] for b, c in enumerate(cost.split(sizes, dim=-1))]
+
+    def cost_matrices(self, outputs: dict, targets: list[dict]) -> list[Tensor]:
+        """Per-image cost matrices [Q, n_b] (float, on CPU)."""
+        return self.split_costs(self.batch_cost(outputs, targets).cpu(), targets)
+
+    @torch.no_grad()
+    def match_layers(
+        self, outputs: list[dict], targets: list[dict]
+    ) -> list[list[tuple[Tensor, Tensor]]]:
+        """`forward` for several predictions of the same batch (DETR's decoder layers).
+
+        The costs of all layers are stacked and moved to the host in one transfer: one
+        device sync per training step instead of one per layer (or per image).
+        """
+        from scipy.optimize import linear_sum_assignment  # the [vision] extra
+
+        costs = torch.stack([self.batch_cost(o, targets) for o in outputs]).cpu()
+        if costs.dtype not in (torch.float32, torch.float64):  # half types: numpy has no bf16
+            costs = costs.float()
+        out = []
+        for cost in costs:
+            layer = []
+            for c in self.split_costs(cost, targets):
+                i, j = linear_sum_assignment(c.numpy())
+                layer.append(
+                    (torch.as_tensor(i, dtype=torch.int64), torch.as_tensor(j, dtype=torch.int64))
+                )
+            out.append(layer)
+        return out
 
     @torch.no_grad()
     def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
-        from scipy.optimize import linear_sum_assignment  # the [vision] extra
-
-        out = []
-        for c in self.cost_matrices(outputs, targets):
-            i, j = linear_sum_assignment(c.numpy())
-            out.append(
-                (torch.as_tensor(i, dtype=torch.int64), torch.as_tensor(j, dtype=torch.int64))
-            )
-        return out
+        return self.match_layers([outputs], targets)[0]

@@ -11,7 +11,11 @@ the one attention of every model, with its interchangeable paths:
 - impl="sdpa": `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
   backend (FlashAttention / memory-efficient) when it can.
 The mixer keeps its packed `qkv` projection (and so its state-dict keys and init).
-Decoding keeps a KV cache, so each new token costs O(t) instead of recomputing O(t^2).
+Decoding keeps a KV cache, so each new token costs O(t) instead of recomputing O(t^2). The
+step's one query attends to the cache through `deepnotes.ops.decode.flash_decode` on CUDA
+(the flash-decoding split-KV Triton kernel; DEEPNOTES_KERNELS=torch gives SDPA, and
+DEEPNOTES_KERNELS=triton forces the kernel, on CPU under Triton's interpreter too), through
+the explicit matmul-softmax elsewhere.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from deepnotes.layers.attention import attention
 from deepnotes.mixers import register
 from deepnotes.mixers.common import KVCache, MultiHeadMixer
 from deepnotes.ops.attention import naive_softmax_attn
+from deepnotes.ops.backend import requested_backend
+from deepnotes.ops.decode import flash_decode
 
 IMPLS = ("auto", "sdpa", "math")
 
@@ -81,5 +87,8 @@ class SoftmaxAttention(MultiHeadMixer):
         self.check_step_input(x_t)
         q, k, v = self.project_qkv(x_t[:, None, :], offset=state.length)
         k_all, v_all = state.append(k, v)
-        o = attention(q, k_all, v_all, scale=self.scale, impl="math")
+        if q.device.type == "cuda" or requested_backend() == "triton":
+            o = flash_decode(q, k_all, v_all, state.length, scale=self.scale)
+        else:
+            o = attention(q, k_all, v_all, scale=self.scale, impl="math")
         return self.out(self.merge_heads(o))[:, 0], state

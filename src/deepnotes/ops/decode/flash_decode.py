@@ -32,13 +32,13 @@ def _check(q, k, v) -> None:
         raise ValueError(f"flash_decode: {H} query heads are not a multiple of {k.shape[1]}")
 
 
-def _lengths(cache_len, B: int, S: int, device) -> tuple[torch.Tensor, int]:
-    """-> (lengths [B] int32 on device, the longest length as an int, without a sync when
-    given an int: a tensor's longest is taken as S, the cache's capacity)."""
+def _lengths(cache_len, B: int, S: int, device) -> tuple[torch.Tensor | None, int]:
+    """-> (lengths [B] int32 on device, or None for an int: every row that long; the longest
+    length as an int, without a sync: a tensor's longest is taken as S, the capacity)."""
     if isinstance(cache_len, int):
         if not 0 < cache_len <= S:
             raise ValueError(f"flash_decode: cache_len = {cache_len} not in 1..{S}")
-        return torch.full((B,), cache_len, dtype=torch.int32, device=device), cache_len
+        return None, cache_len
     if not isinstance(cache_len, torch.Tensor) or cache_len.shape != (B,):
         raise ValueError(f"flash_decode: cache_len must be an int or a [B] = [{B}] tensor")
     if cache_len.dtype not in (torch.int32, torch.int64):
@@ -56,10 +56,12 @@ def _expand_heads(k, v, H):
     return (k, v) if g == 1 else (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1))
 
 
-def sdpa_decode(q, k, v, lens: torch.Tensor, S: int, *, scale: float) -> torch.Tensor:
-    """The PyTorch path: SDPA over the first S keys, padded keys masked (a row with no valid
-    key gets zeros, as from the kernel)."""
+def sdpa_decode(q, k, v, lens: torch.Tensor | None, S: int, *, scale: float) -> torch.Tensor:
+    """The PyTorch path: SDPA over the first S keys, keys past a row's length (lens [B], or
+    None: none) masked; a row with no valid key gets zeros, as from the kernel."""
     k, v = _expand_heads(k[:, :, :S], v[:, :, :S], q.shape[1])
+    if lens is None:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
     valid = _valid(lens, S)
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=valid, scale=scale)
     return torch.where(valid.any(-1, keepdim=True), o, 0)
@@ -81,7 +83,8 @@ def torch_split_decode(
     k, v = _expand_heads(k[:, :, :S], v[:, :, :S], H)
     acc = torch.promote_types(q.dtype, torch.float32)
     s = (q.to(acc) @ k.to(acc).transpose(-1, -2))[:, :, 0] * scale  # [B, H, S]
-    s = s.masked_fill(~_valid(lens, S)[:, :, 0], float("-inf"))
+    if lens is not None:
+        s = s.masked_fill(~_valid(lens, S)[:, :, 0], float("-inf"))
     pad = n * L - S
     s = F.pad(s, (0, pad), value=float("-inf")).view(B, H, n, L)
     vp = F.pad(v.to(acc), (0, 0, 0, pad)).view(B, H, n, L, D)

@@ -40,15 +40,18 @@ def decode_split_kernel(
     stride_qb, stride_qh,
     stride_kb, stride_kh, stride_kt,
     stride_vb, stride_vh, stride_vt,
-    H, GROUP, N_SPLITS, SPLIT_LEN, qk_scale,
-    D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    H, GROUP, N_SPLITS, SPLIT_LEN, qk_scale, LENGTH,
+    HAS_LENS: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     split = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
     kvh = h // GROUP
-    length = tl.load(LENS + b)
+    if HAS_LENS:  # a length per row; else every row has LENGTH keys
+        length = tl.load(LENS + b)
+    else:
+        length = LENGTH
     lo = split * SPLIT_LEN
     hi = tl.minimum(lo + SPLIT_LEN, length)
     offs_d = tl.arange(0, BLOCK_D)
@@ -130,11 +133,12 @@ def split_len(S: int, n_splits: int, BLOCK_N: int) -> int:
 
 
 def triton_flash_decode(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor, S: int,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor | None, S: int,
     *, scale: float, n_splits: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """q [B, H, 1, D], k/v [B, H_kv, >= S, D] (last dim contiguous), lens [B] int32 on q's
-    device (each <= S) -> [B, H, 1, D] in q's dtype. S: the longest valid length."""
+    device (each <= S), or None when every row has S valid keys -> [B, H, 1, D] in q's
+    dtype. S: the longest valid length."""
     B, H, _, D = q.shape
     BLOCK_N = block_n(D)
     n = choose_splits(B, H, S, BLOCK_N, q.device) if n_splits is None else n_splits
@@ -147,12 +151,12 @@ def triton_flash_decode(
     BLOCK_D = pow2(D)
     warps = dict(num_warps=4)
     decode_split_kernel[(n, B * H)](
-        q, k, v, lens, o_part, lse_part,
+        q, k, v, lens if lens is not None else q, o_part, lse_part,
         q.stride(0), q.stride(1),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
-        H, H // k.shape[1], n, L, scale * LOG2E,
-        D=D, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, **warps,
+        H, H // k.shape[1], n, L, scale * LOG2E, S,
+        HAS_LENS=lens is not None, D=D, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, **warps,
     )  # fmt: skip
     decode_combine_kernel[(B * H,)](
         o_part, lse_part, out, out.stride(0), out.stride(1), H, n,

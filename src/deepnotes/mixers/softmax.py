@@ -11,11 +11,11 @@ the one attention of every model, with its interchangeable paths:
 - impl="sdpa": `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
   backend (FlashAttention / memory-efficient) when it can.
 The mixer keeps its packed `qkv` projection (and so its state-dict keys and init).
-Decoding keeps a KV cache, so each new token costs O(t) instead of recomputing O(t^2). The
-step's one query attends to the cache through `deepnotes.ops.decode.flash_decode` on CUDA
-(the flash-decoding split-KV Triton kernel; DEEPNOTES_KERNELS=torch gives SDPA, and
-DEEPNOTES_KERNELS=triton forces the kernel, on CPU under Triton's interpreter too), through
-the explicit matmul-softmax elsewhere.
+Decoding keeps a KV cache, so each new token costs O(t) instead of recomputing O(t^2). With
+DEEPNOTES_KERNELS=triton the step's one query attends to the cache through
+`deepnotes.ops.decode.flash_decode` (the flash-decoding split-KV Triton kernel; on CPU under
+Triton's interpreter); otherwise through the explicit matmul-softmax. The kernel stays
+opt-in until it has been measured against SDPA on a GPU (`deepnotes bench decode`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SoftmaxAttention(MultiHeadMixer):
         self.check_step_input(x_t)
         q, k, v = self.project_qkv(x_t[:, None, :], offset=state.length)
         k_all, v_all = state.append(k, v)
-        if q.device.type == "cuda" or requested_backend() == "triton":
+        if requested_backend() == "triton":  # opt-in until the kernel is measured on a GPU
             o = flash_decode(q, k_all, v_all, state.length, scale=self.scale)
         else:
             o = attention(q, k_all, v_all, scale=self.scale, impl="math")

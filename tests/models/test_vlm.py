@@ -282,6 +282,24 @@ def test_image_tokens_are_spliced_at_the_placeholders(seed):
     assert len(load) == 2 and all(abs(float(l_.sum()) - 1) < 1e-6 for l_ in load)
 
 
+def test_image_tokens_are_centered_per_image(seed):
+    """Each image's tokens are the projector's output minus that image's mean token, so
+    they sum to zero per image and an image gets the same tokens packed with others or alone."""
+    model = tiny_vlm().double()
+    _, imgs, n = batch_with_images(model)
+    imgs = [im.double() for im in imgs]
+    tokens = model.image_embeddings(imgs)
+    feats, grids = model.vision(imgs)
+    raw = model.projector(feats, grids)
+    for t, r in zip(tokens.split(n), raw.split(n), strict=True):
+        assert_close(t, r - r.mean(0), torch.float64)
+        assert t.sum(0).abs().max() < 1e-12 * r.abs().sum(0).max()
+    alone = torch.cat([model.image_embeddings([im]) for im in imgs])
+    assert_close(tokens, alone, torch.float64)
+    model.cfg.center_image_tokens = False
+    assert_close(model.image_embeddings(imgs), raw, torch.float64)
+
+
 def test_placeholder_count_must_match(seed):
     model = tiny_vlm()
     ids, imgs, _ = batch_with_images(model)
@@ -295,6 +313,21 @@ def test_answer_targets():
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     ans = torch.tensor([[False, False, False, True, True]])
     assert answer_targets(ids, ans).tolist() == [[-100, -100, 8, 9, -100]]
+
+
+def test_per_sequence_loss_weighs_every_question_the_same(seed):
+    model = tiny_vlm(moe_balance_coef=0.0, moe_z_coef=0.0).double()
+    ids, imgs, _ = batch_with_images(model)
+    imgs = [im.double() for im in imgs]
+    ans = torch.zeros_like(ids, dtype=torch.bool)
+    ans[0, 30:34] = True  # a 4-token answer ...
+    ans[1, 20:21] = True  # ... and a 1-token one
+    targets = answer_targets(ids, ans)
+    loss, logits = model.loss(ids, imgs, targets, per_sequence=True)
+    nxt = ids.roll(-1, 1)
+    ce0 = F.cross_entropy(logits[0, 29:33], nxt[0, 29:33])
+    ce1 = F.cross_entropy(logits[1, 19:20], nxt[1, 19:20])
+    assert_close(loss, (ce0 + ce1) / 2, torch.float64)
 
 
 def test_loss_is_on_answer_tokens_only(seed):

@@ -126,6 +126,7 @@ class KimiVLConfig:
     )
     shared_expert: bool = True  # add an always-on shared expert to every MoE FFN
     image_token_id: int = 1  # placeholder id: one per image token in the text
+    center_image_tokens: bool = True  # subtract each image's mean token before the LM
 
 
 class KimiVL(nn.Module):
@@ -149,9 +150,21 @@ class KimiVL(nn.Module):
         return [(-(-img.shape[1] // (p * m))) * (-(-img.shape[2] // (p * m))) for img in images]
 
     def image_embeddings(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """images -> image tokens [M, D_lm], M = sum tokens_per_image."""
+        """images -> image tokens [M, D_lm], M = sum tokens_per_image.
+
+        With cfg.center_image_tokens each image's tokens have their mean token subtracted:
+        x_ij - mean_j x_ij. Trained from scratch on these canvases (mostly uniform background),
+        about 95% of every token's energy is one vector shared by all tokens of all images, and
+        the LM's per-token norms scale the part that tells images apart down with it; the LM
+        then learns the text-only answer prior and stops attending to the image (see
+        docs/kimi-vl.md). Centring removes the shared part; it is per image, so packing and
+        batching still do not mix images."""
         feats, grids = self.vision(images)
-        return self.projector(feats, grids)
+        tokens = self.projector(feats, grids)
+        if not self.cfg.center_image_tokens:
+            return tokens
+        sizes = Projector.tokens_per_image(grids, self.cfg.vision.merge)
+        return torch.cat([t - t.mean(0, keepdim=True) for t in tokens.split(sizes)])
 
     def embed(self, input_ids: torch.Tensor, images: list[torch.Tensor] | None) -> torch.Tensor:
         """input_ids: [B, T] -> [B, T, D] with image tokens spliced at the placeholders."""
@@ -180,12 +193,26 @@ class KimiVL(nn.Module):
         return self.lm.head(h)
 
     def loss(
-        self, input_ids: torch.Tensor, images: list[torch.Tensor] | None, targets: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        images: list[torch.Tensor] | None,
+        targets: torch.Tensor,
+        per_sequence: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """targets: [B, T] (-100 = ignored) -> (CE on the answer tokens + MoE aux, logits)."""
+        """targets: [B, T] (-100 = ignored) -> (CE on the answer tokens + MoE aux, logits).
+
+        CE is the mean over all answer tokens, or with per_sequence the mean over sequences of
+        each sequence's mean answer-token CE (every question weighs the same, however long
+        its answer)."""
         logits = self(input_ids, images)
         flat = logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1)
-        ce = F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE)
+        if not per_sequence:
+            ce = F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE)
+            return ce + self.lm.aux_loss, logits
+        tok = F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE, reduction="none")
+        keep = targets != IGNORE
+        per_seq = tok.view_as(targets).sum(1) / keep.sum(1).clamp(min=1)
+        ce = per_seq[keep.any(1)].mean()
         return ce + self.lm.aux_loss, logits
 
     def expert_load(self) -> list[torch.Tensor]:

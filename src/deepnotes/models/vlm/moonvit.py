@@ -96,7 +96,12 @@ def block_diagonal_bias(cu_seqlens: torch.Tensor, dtype=torch.float32) -> torch.
 
 def packed_positions(grids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """grids: [n, 2] -> rows, cols: [N] grid coordinates of every packed token."""
-    pairs = [grid_positions(int(h), int(w), grids.device) for h, w in grids.tolist()]
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # one per grid size
+    pairs = []
+    for h, w in grids.tolist():
+        if (h, w) not in cache:
+            cache[(h, w)] = grid_positions(h, w, grids.device)
+        pairs.append(cache[(h, w)])
     return torch.cat([r for r, _ in pairs]), torch.cat([c for _, c in pairs])
 
 
@@ -166,7 +171,12 @@ class MoonViT(nn.Module):
         if int(cu[-1]) != patches.shape[0]:
             raise ValueError(f"MoonViT: grids cover {int(cu[-1])} patches, got {len(patches)}")
         x = self.patch_embed(patches).flatten(1)  # [N, D]
-        pos = [interpolate_pos_table(self.pos_table, int(h), int(w)) for h, w in grids.tolist()]
+        tables: dict[tuple[int, int], torch.Tensor] = {}  # one resize per distinct grid size
+        pos = []
+        for h, w in grids.tolist():
+            if (h, w) not in tables:
+                tables[(h, w)] = interpolate_pos_table(self.pos_table, h, w)
+            pos.append(tables[(h, w)])
         x = x + torch.cat(pos).to(x.dtype)
         outs, start, lens = [], 0, (grids[:, 0] * grids[:, 1]).tolist()
         for lo, hi in self._packs(lens):

@@ -7,15 +7,18 @@ shared expert), the same seeded data, steps and seed. Only the image input diffe
 - square: each image is resized (bilinear, antialiased) to S x S, with S the multiple of
   2 patches closest to sqrt(mean native padded area): the same mean token budget.
 
-Training is staged like the Kimi-VL report (sec. 2.3, much shortened): an alignment stage
-that trains only the encoder and projector (LM frozen), then joint training of everything.
-The loss is cross-entropy on the answer tokens plus the MoE balance and z losses.
+Training is joint from the first step. The report (sec. 2.3) first aligns the vision side
+to a trained, frozen LM; ours starts random, and aligning to a frozen random LM only hurt, so
+that stage is off by default (`align_frac`). The loss is the per-question mean cross-entropy
+on the answer tokens plus the MoE balance and z losses. Image tokens are centred per image
+(`KimiVLConfig.center_image_tokens`): without it the model stayed at the answer prior.
 
 Reported: exact-match answer accuracy per question type, on small objects and on extreme
-aspect ratios (long side / short side >= 4); LM tokens per image; training throughput; and
-the routed experts' load per MoE layer on the evaluation set. Exact match under teacher
-forcing equals greedy decoding's exact match (greedy goes wrong exactly where the first
-argmax differs from the answer).
+aspect ratios (long side / short side >= 4); LM tokens per image; training throughput; the
+routed experts' load per MoE layer on the evaluation set; and the accuracy with blank
+(uniform grey) images, which shows what the answers owe the pixels. Exact match under
+teacher forcing equals greedy decoding's exact match (greedy goes wrong exactly where the
+first argmax differs from the answer).
 """
 
 from __future__ import annotations
@@ -264,6 +267,8 @@ def subsets(samples) -> dict[str, np.ndarray]:
     },
 )
 def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
+    if cfg.loss_per not in ("question", "token"):
+        raise ValueError(f"loss_per must be 'question' or 'token', got {cfg.loss_per!r}")
     modes = [m.strip() for m in cfg.modes.split(",") if m.strip()]
     if not modes or any(m not in ("native", "square") for m in modes):
         raise ValueError(f"modes must be a comma-separated subset of native,square: {cfg.modes!r}")

@@ -91,9 +91,13 @@ def test_conv_transpose_equals_torch(seed, dtype):
     rng = random.Random(seed)
     for _ in range(6):
         k, s = rng.randint(1, 5), rng.randint(1, 4)
-        p, op = rng.randint(0, k - 1), rng.randint(0, s - 1)
+        height, width = rng.randint(3, 9), rng.randint(3, 9)
+        op = rng.randint(0, s - 1)
+        # padding up to k - 1, but leaving an output of at least one pixel:
+        # (side - 1) s - 2 p + k + op >= 1
+        p = rng.randint(0, min(k - 1, ((min(height, width) - 1) * s + k + op - 1) // 2))
         ref = nn.ConvTranspose2d(3, 5, k, s, p, op).to(dtype)
-        x = torch.randn(2, 3, rng.randint(3, 9), rng.randint(3, 9), dtype=dtype)
+        x = torch.randn(2, 3, height, width, dtype=dtype)
         ours = conv_transpose2d(x, ref.weight, ref.bias, s, p, op)
         assert_close(ours, ref(x), what=f"k={k} s={s} p={p} op={op}")
         # gradients flow through the scatter form as through torch's kernel

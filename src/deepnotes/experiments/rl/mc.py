@@ -85,9 +85,12 @@ def run(cfg: MCConfig, ctx: Context) -> Result:
         metrics[name] = {"value_error": last["value_error"], "optimal_from_episode": reached}
 
     fig, ax = ctx.figure(figsize=(7, 4.3))
-    for name, r in results.items():
+    # methods often share a curve exactly: later ones dashed and thinner, so none is hidden
+    dashes = ["-", "--", "-.", ":", (0, (6, 2, 1, 2))]
+    for i, (name, r) in enumerate(results.items()):
         x = [h["episodes"] for h in r.history]
-        ax.plot(x, [h["value_error"] for h in r.history], label=name, lw=1.3)
+        ax.plot(x, [h["value_error"] for h in r.history], label=name,
+                lw=max(2.8 - 0.5 * i, 1.0), ls=dashes[i % len(dashes)])  # fmt: skip
     ax.set(xlabel="episodes", ylabel="max_s |v_greedy(s) - v*(s)|",
            title=f"MC control on the {cfg.grid} grid (gamma {cfg.gamma})")  # fmt: skip
     ax.grid(alpha=0.3)

@@ -130,23 +130,41 @@ def forward_cached(
     block has the same rotary), attention calls SDPA directly (a node always sees itself, so
     no row is fully masked), and one new token needs no mask at all.
     """
-    cfg = model.cfg
+    x = embed_positions(model, tokens, positions)
+    N, t = tokens.shape[1], state.layers[0].length
+    mask = None if N == 1 else torch.cat([bias.new_zeros(N, t), bias], dim=1)
+    out = run_blocks(model, x, positions, mask, lambda i, k, v: state.layers[i].append(k, v))
+    state.t = state.layers[0].length
+    return out
+
+
+def embed_positions(model: nn.Module, tokens: torch.Tensor, positions: torch.Tensor):
+    """Token embeddings [B, N, D] plus the model's absolute positions (learned or sinusoidal)
+    at `positions` [N]; rotary positions are applied later, in `run_blocks`."""
     x = model.embed(tokens)
     if model.pos is not None:
         x = x + model.pos.weight[positions]
-    elif cfg.positions == "sinusoidal":
+    elif model.cfg.positions == "sinusoidal":
         x = x + model.pos_table[positions].to(x.dtype)
-    N, t = tokens.shape[1], state.layers[0].length
-    mask = None if N == 1 else torch.cat([bias.new_zeros(N, t), bias], dim=1)
+    return x
+
+
+def run_blocks(model: nn.Module, x: torch.Tensor, positions: torch.Tensor, mask, kv):
+    """The LM's blocks over new tokens x [B, N, D] -> final hidden states (after the norm).
+
+    kv(i, k, v) stores block i's new keys/values [B, H, N, hd] and returns the keys and values
+    to attend over ([B, H, S, hd]): a growing cache here, fixed-size buffers for CUDA graphs.
+    mask: None or an additive [N, S] mask.
+    """
     rotary = model.blocks[0].mixer.rotary
     tables = None if rotary is None else _rotary_tables(rotary, positions, x.dtype)
-    for block, cache in zip(model.blocks, state.layers, strict=True):
+    for i, block in enumerate(model.blocks):
         mixer = block.mixer
         h = block.norm1(x) if block.pre else x
         q, k, v = (mixer.split_heads(u) for u in mixer.qkv(h).chunk(3, dim=-1))
         if tables is not None:
             q, k = _rotate(q, *tables), _rotate(k, *tables)
-        k_all, v_all = cache.append(k, v)
+        k_all, v_all = kv(i, k, v)
         o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=mixer.scale)
         y = mixer.out(mixer.merge_heads(o))
         if block.pre:
@@ -155,7 +173,6 @@ def forward_cached(
         else:
             x = block.norm1(x + y)
             x = block.norm2(x + block.ffn(x))
-    state.t = state.layers[0].length
     return x if model.norm is None else model.norm(x)
 
 

@@ -27,10 +27,9 @@ from __future__ import annotations
 import weakref
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from deepnotes.generate.medusa import _rotary_tables, _rotate, check_model
+from deepnotes.generate.medusa import check_model, embed_positions, run_blocks
 
 
 class StaticDecoder:
@@ -80,14 +79,10 @@ class StaticDecoder:
     # ------------------------------------------------------------------ forward
     def _forward(self, tokens, depth, bias, heads: bool):
         """The fixed-shape forward: tokens [1, N], depth [N], bias [N, N]; reads self._t."""
-        model, cfg = self.model, self.model.cfg
+        model = self.model
         N, t = tokens.shape[1], self._t
         positions = t + depth
-        x = model.embed(tokens)
-        if model.pos is not None:
-            x = x + model.pos.weight[positions]
-        elif cfg.positions == "sinusoidal":
-            x = x + model.pos_table[positions].to(x.dtype)
+        x = embed_positions(model, tokens, positions)
         slots = t + self._slots[:N]
         rel = self._slots - t  # [L]: slot index relative to the first new token
         new = (rel >= 0) & (rel < N)
@@ -96,25 +91,13 @@ class StaticDecoder:
         mask = torch.where(
             new, bias[:, rel.clamp(0, N - 1)], torch.where(rel < 0, cached, outside)
         )  # [N, L]
-        rotary = model.blocks[0].mixer.rotary
-        tables = None if rotary is None else _rotary_tables(rotary, positions, x.dtype)
-        for block, kb, vb in zip(model.blocks, self.k, self.v, strict=True):
-            mixer = block.mixer
-            h = block.norm1(x) if block.pre else x
-            q, k, v = (mixer.split_heads(u) for u in mixer.qkv(h).chunk(3, dim=-1))
-            if tables is not None:
-                q, k = _rotate(q, *tables), _rotate(k, *tables)
-            kb.index_copy_(2, slots, k)
-            vb.index_copy_(2, slots, v)
-            o = F.scaled_dot_product_attention(q, kb, vb, attn_mask=mask, scale=mixer.scale)
-            y = mixer.out(mixer.merge_heads(o))
-            if block.pre:
-                x = x + y
-                x = x + block.ffn(block.norm2(x))
-            else:
-                x = block.norm1(x + y)
-                x = block.norm2(x + block.ffn(x))
-        hidden = (x if model.norm is None else model.norm(x))[0]
+
+        def kv(i, k, v):  # write the new slots of the fixed buffers, attend over all of them
+            self.k[i].index_copy_(2, slots, k)
+            self.v[i].index_copy_(2, slots, v)
+            return self.k[i], self.v[i]
+
+        hidden = run_blocks(model, x, positions, mask, kv)[0]
         head_logits = self.heads(hidden) if heads and self.heads is not None else None
         return hidden, model.head(hidden), head_logits
 

@@ -225,3 +225,19 @@ def test_field_comments_trailing_continued_above_and_after_a_call():
         "b": "the comment above b, which has none of its own",
         "c": "c's comment after the closing parenthesis",
     }
+
+
+def test_save_rows_keeps_partial_rows_without_the_output_path(tmp_path, monkeypatch):
+    import sys
+
+    import torch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr(sys, "argv", ["deepnotes", "bench", "decode", "--out", str(out)])
+    ctx = jobs.Context(out=out, device=torch.device("cpu"))
+    path = ctx.save_rows([{"T": 4096, "us": 12.5}])
+    saved = json.loads(path.read_text())
+    assert saved["rows"] == [{"T": 4096, "us": 12.5}]
+    assert saved["command"] == "deepnotes bench decode"
+    assert saved["device"] and saved["versions"]

@@ -81,6 +81,15 @@ class Context:
         """`plt.subplots(...)`, with the Agg backend."""
         return pyplot().subplots(*args, **kw)
 
+    def save_rows(self, rows: list[dict[str, Any]]) -> Path:
+        """Write the rows measured so far to `out/rows_so_far.json` (atomically, with device,
+        versions and the command), so that a crash or time-out mid-run loses none of them."""
+        partial = {"device": device_name(self.device), "versions": versions(), "rows": rows,
+                   "command": recorded_command(sys.argv[1:])}  # fmt: skip
+        path = self.out / "rows_so_far.json"
+        atomic_write_json(path, partial)
+        return path
+
     def savefig(self, fig, name: str) -> Path:
         """Save a figure atomically as `out/name` (a .png) and close it."""
         plt = pyplot()

@@ -14,7 +14,6 @@ Every row also checks ours against SDPA (`rel_err`).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -24,8 +23,6 @@ import torch.nn.functional as F
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.ops.backend import use_triton
 from deepnotes.ops.decode import flash_decode
-from deepnotes.utils.env import device_name, versions
-from deepnotes.utils.io import atomic_write_json
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -132,9 +129,7 @@ def bench_decode(cfg: DecodeConfig, ctx: Context) -> Result:
             rows.append({"batch": B, "T": T, "status": f"out of memory: {str(err)[:120]}"})
             torch.cuda.empty_cache()
         ctx.log(f"decode: {rows[-1]}")
-        partial = {"device": device_name(ctx.device), "versions": versions(), "rows": rows,
-                   "command": " ".join(["deepnotes", *sys.argv[1:]])}  # fmt: skip
-        atomic_write_json(ctx.out / "rows_so_far.json", partial)  # survives a crash/timeout
+        ctx.save_rows(rows)  # survives a crash or time-out
     done = [r for r in rows if "us" in r]
     metrics: dict = {}
     for r in done:

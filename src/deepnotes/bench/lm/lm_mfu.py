@@ -23,7 +23,6 @@ or a row's "+fused" suffix; `peak_mem_gb` then shows what the [B T, vocab] logit
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -33,8 +32,7 @@ from deepnotes.jobs import Context, Result, suite
 from deepnotes.models import gpt_baseline as G
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train import TrainConfig, Trainer
-from deepnotes.utils.env import device_name, versions
-from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.env import device_name
 
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -286,9 +284,7 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
                 torch.cuda.empty_cache()
                 _set_sdpa_backend("default")
         ctx.log(f"lm-mfu: {rows[-1]}")
-        partial = {"device": device_name(ctx.device), "versions": versions(), "rows": rows,
-                   "command": " ".join(["deepnotes", *sys.argv[1:]])}  # fmt: skip
-        atomic_write_json(ctx.out / "rows_so_far.json", partial)  # survives a crash/timeout
+        ctx.save_rows(rows)  # survives a crash or time-out
     done = [r for r in rows if "tokens_per_s" in r]
     metrics: dict = {}
     notes = []

@@ -24,7 +24,7 @@ trl = pytest.importorskip(
     "trl", minversion="1.0", reason="trl >= 1.0 is optional: pip install deepnotes[trl]"
 )
 datasets = pytest.importorskip("datasets", reason="trl's DPOTrainer needs datasets")
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="the tiny models are transformers Llamas")
 
 from deepnotes.align.dpo import dpo_loss, dpo_metrics  # noqa: E402
 from deepnotes.align.logprobs import sequence_logps  # noqa: E402

@@ -9,15 +9,23 @@ With `--cuda-graph true` both sides decode over fixed-size KV buffers and replay
 forward as a CUDA graph (`deepnotes.generate.medusa_graph`): at batch 1 this model is bound
 by kernel launches, which the graphs remove from greedy decoding and Medusa alike.
 
+`--tree-nodes 8,16,...` adds one "optimal N" tree per N (N nodes, the base token included):
+the N-node tree with the most expected tokens per forward under the heads' measured rank
+accuracy (`deepnotes.generate.medusa_tree_search`, the paper's §3.3.1). The accuracy is
+measured on calibration prompts from the last quarter of the validation stream; the timed
+prompts come from the first three quarters, so the two never overlap. Every tree's predicted
+tokens per forward stands beside the measured one.
+
     deepnotes bench medusa --budget gpu --device cuda --base OUT/base/base-lm \
-        --heads OUT/medusa/medusa_heads.safetensors --out OUT/bench   [--cuda-graph true]
+        --heads OUT/medusa/medusa_heads.safetensors --out OUT/bench   [--cuda-graph true] \
+        [--tree-nodes 4,8,16,32]
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +34,13 @@ from deepnotes.data.text import load_text
 from deepnotes.generate import generate
 from deepnotes.generate.medusa import MedusaHeads, greedy_cached, medusa_generate
 from deepnotes.generate.medusa_tree import SPARSE_4, dense_tree, sparse_tree
+from deepnotes.generate.medusa_tree_search import (
+    expected_accepted_length,
+    head_rank_accuracy,
+    optimal_tree,
+    tree_paths,
+)
+from deepnotes.job_checks import ConfigError
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.models.lm import LM, LMConfig
 
@@ -40,6 +55,11 @@ class MedusaBenchConfig:
     dtype: str = "float32"  # float32 | bfloat16 (weights and activations)
     warmup: int = 1  # untimed prompts first (allocator, kernels, CUDA-graph capture)
     cuda_graph: bool = False  # both sides over fixed-size KV buffers, replayed as CUDA graphs
+    tree_nodes: list[int] = field(
+        default_factory=lambda: [8, 16, 24]
+    )  # one "optimal N" tree per N (nodes incl. the base token), from calibration
+    calib_prompts: int = 8  # calibration prompts (disjoint from the timed ones), new_tokens each
+    calib_topk: int = 10  # ranks measured per head (the deepest an optimal tree may go)
 
 
 def _sync(device):
@@ -77,10 +97,38 @@ def _setup(cfg: MedusaBenchConfig, ctx: Context):
         heads = MedusaHeads(D, V, 4).init_from_head(model.head.weight.detach().cpu())
     dtype = getattr(torch, cfg.dtype)
     model, heads = model.to(ctx.device, dtype), heads.to(ctx.device, dtype).eval()
+    # timed prompts from the first three quarters of the stream, calibration from the last
+    cut = 3 * val.numel() // 4
     n = cfg.n_prompts + cfg.warmup
-    starts = torch.linspace(0, val.numel() - cfg.prompt_len - 1, n).long()
+    starts = torch.linspace(0, cut - cfg.prompt_len - 1, n).long()
     prompts = [val[s : s + cfg.prompt_len][None].to(ctx.device) for s in starts]
-    return model, heads, prompts
+    starts = torch.linspace(cut, val.numel() - cfg.prompt_len - 1, cfg.calib_prompts).long()
+    calib = torch.stack([val[s : s + cfg.prompt_len] for s in starts]).to(ctx.device)
+    return model, heads, prompts, calib
+
+
+def _optimal_trees(cfg: MedusaBenchConfig, model, heads, calib):
+    """Calibrate (acc [K, calib_topk]) and build one optimal tree per --tree-nodes value."""
+    if not cfg.tree_nodes:
+        return None, {}, {}
+    acc = head_rank_accuracy(model, heads, calib, cfg.new_tokens, topk=cfg.calib_topk)
+    trees, paths = {}, {}
+    for n in sorted(set(cfg.tree_nodes)):
+        trees[f"optimal {n}"], paths[f"optimal {n}"] = optimal_tree(acc, n)
+    return acc, trees, paths
+
+
+def _predicted(acc, tree) -> float | None:
+    """Expected tokens per forward of `tree` under acc; None if it ranks deeper than acc."""
+    if acc is None or tree.depth > acc.shape[0] or max(tree.topk) > acc.shape[1]:
+        return None
+    return round(expected_accepted_length(acc, tree_paths(tree)), 3)
+
+
+def check_medusa_bench(cfg: MedusaBenchConfig) -> None:
+    """Tree sizes that a tree can have, before anything runs."""
+    if any(n < 2 for n in cfg.tree_nodes):
+        raise ConfigError("tree_nodes", cfg.tree_nodes, "each N counts the base token: >= 2")
 
 
 @suite(
@@ -88,19 +136,40 @@ def _setup(cfg: MedusaBenchConfig, ctx: Context):
     "Medusa vs greedy decoding (same weights, same KV-cache code): tokens/s, accepted length",
     MedusaBenchConfig,
     presets={
-        "smoke": {"n_prompts": 1, "prompt_len": 4, "new_tokens": 8, "warmup": 0},
-        "gpu": {"n_prompts": 20, "new_tokens": 256, "dtype": "bfloat16", "warmup": 2},
+        "smoke": {
+            "n_prompts": 1,
+            "prompt_len": 4,
+            "new_tokens": 8,
+            "warmup": 0,
+            "tree_nodes": [4],
+            "calib_prompts": 2,
+        },
+        "gpu": {
+            "n_prompts": 20,
+            "new_tokens": 256,
+            "dtype": "bfloat16",
+            "warmup": 2,
+            "tree_nodes": [4, 8, 12, 16, 24, 32],
+            "calib_prompts": 32,
+        },
     },
+    check=check_medusa_bench,
 )
 @torch.no_grad()
 def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
-    model, heads, prompts = _setup(cfg, ctx)
+    model, heads, prompts, calib = _setup(cfg, ctx)
     K = heads.n_heads
     trees = {
         "dense 2^K": dense_tree([2] * K),
         "dense 3-2-1": dense_tree([3, 2, 1, 1][:K]),
         "sparse 18": sparse_tree([p for p in SPARSE_4 if len(p) <= K], topk=[4, 3, 2, 2][:K]),
     }
+    t0 = time.perf_counter()
+    acc, optimal, optimal_paths = _optimal_trees(cfg, model, heads, calib)
+    _sync(ctx.device)
+    calib_s = time.perf_counter() - t0
+    trees.update(optimal)
+    predicted = {name: _predicted(acc, tree) for name, tree in trees.items()}
     n, graph = cfg.new_tokens, cfg.cuda_graph
     greedy = "greedy (cached forward" + (", CUDA graph)" if graph else ")")
     # the library's stepped `generate` is eager only: a reference row in eager runs
@@ -137,6 +206,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
                 "tokens_per_s": round(n / s, 1),
                 "speedup": round(base_s / s, 3),
                 "mean_accepted_length": round(n / fw, 3),
+                "predicted_length": predicted.get(m),
                 "ms_per_forward": round(1e3 * s / fw, 3),
                 "tree_overhead": round((s / fw) / t1, 3),
                 "equal_to_greedy": f"{sum(r['equal'] for r in rs)}/{len(rs)}",
@@ -145,6 +215,15 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
     title = f"Medusa, batch 1, {cfg.dtype}, {n} new tokens, {ctx.device.type}"
     _plot(ctx, rows, title + (", CUDA graphs" if graph else ""))
     best = max((r for r in rows if r["method"] in trees), key=lambda r: r["speedup"])
+    calibration = {}
+    if acc is not None:
+        calibration = {
+            "calibration": f"{cfg.calib_prompts} prompts x {n} greedy tokens, last quarter "
+            f"of the validation stream, {calib_s:.1f} s",
+            # acc[d][r]: how often head d + 1's rank-r token was greedy's token
+            "calibration_acc": [[round(x, 4) for x in row] for row in acc.tolist()],
+            "optimal_paths": optimal_paths,
+        }
     return Result(
         metrics={
             "best_speedup": best["speedup"],
@@ -153,6 +232,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "greedy_ms_per_token": round(1e3 * t1, 3),
             "cuda_graph": graph and ctx.device.type == "cuda",
             "model_params": sum(p.numel() for p in model.parameters()),
+            **calibration,
         },
         table=rows,
         columns=[
@@ -161,6 +241,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "tokens_per_s",
             "speedup",
             "mean_accepted_length",
+            "predicted_length",
             "ms_per_forward",
             "tree_overhead",
             "equal_to_greedy",
@@ -170,19 +251,52 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "of one tree forward / one single-token forward",
             "equal_to_greedy may fall below n/n in bf16: a tree forward and a one-token "
             "forward round differently, and near-ties can flip an argmax",
+            "predicted_length = 1 + sum over the tree's nodes of the product of the heads' "
+            "calibration rank accuracy along the node's path (the paper's independence "
+            "approximation); optimal N = the N-node tree that maximises it",
         ],
     )
 
 
 def _plot(ctx: Context, rows: list[dict], title: str) -> None:
-    """Speed-up over greedy decoding of each method, tokens per forward written on the bar."""
-    fig, ax = ctx.figure(figsize=(7.5, 4))
+    """Left: speed-up over greedy decoding of each method, tokens per forward (measured, and
+    predicted from calibration) on the bar. Right, when there are optimal trees: speed-up,
+    tokens per forward and tree overhead against the tree's node count."""
+    opt = [r for r in rows if r["method"].startswith("optimal ")]
+    width = max(7.5, 0.8 * len(rows) + 2)
+    if opt:
+        fig, (ax, ax2) = ctx.figure(1, 2, figsize=(width + 5.5, 4.6),
+                                    gridspec_kw={"width_ratios": [width, 5.5]})  # fmt: skip
+    else:
+        fig, ax = ctx.figure(figsize=(width, 4.6))
     ax.bar(range(len(rows)), [r["speedup"] for r in rows], color="tab:blue")
     ax.axhline(1.0, color="k", lw=1, ls="--")
-    ax.set_xticks(range(len(rows)), [r["method"] for r in rows], fontsize=9, rotation=15)
+    ax.set_xticks(range(len(rows)), [r["method"] for r in rows], fontsize=8, rotation=30,
+                  ha="right")  # fmt: skip
     for i, r in enumerate(rows):
-        ax.text(i, r["speedup"], f"{r['mean_accepted_length']:.2f} tok/fwd", ha="center",
-                va="bottom", fontsize=9)  # fmt: skip
-    ax.set(ylabel="speed-up over greedy (cached forward)", title=title)
-    ax.set_ylim(0, 1.12 * max(r["speedup"] for r in rows))
+        pred = r.get("predicted_length")
+        text = f"{r['mean_accepted_length']:.2f}" + (f"\n({pred:.2f})" if pred else "")
+        ax.text(i, r["speedup"], text, ha="center", va="bottom", fontsize=7)
+    pred = " (predicted)" if any(r.get("predicted_length") for r in rows) else ""
+    ax.set(ylabel="speed-up over greedy (cached forward)",
+           title=f"{title}\non the bars: tokens/forward{pred}")  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.set_ylim(0, 1.2 * max(r["speedup"] for r in rows))
+    if opt:
+        x = [r["nodes"] for r in opt]
+        ax2.plot(x, [r["speedup"] for r in opt], "o-", color="tab:blue", label="speed-up")
+        ax2.plot(x, [r["mean_accepted_length"] for r in opt], "s-", color="tab:green",
+                 label="tokens/forward, measured")  # fmt: skip
+        if all(r["predicted_length"] is not None for r in opt):
+            ax2.plot(x, [r["predicted_length"] for r in opt], "s--", color="tab:green",
+                     alpha=0.6, label="tokens/forward, predicted")  # fmt: skip
+        ax2.plot(x, [r["tree_overhead"] for r in opt], "^-", color="tab:red",
+                 label="tree overhead (x one-token forward)")  # fmt: skip
+        ax2.axhline(1.0, color="k", lw=1, ls="--")
+        ax2.set(xlabel="tree nodes (base token included)", title="optimal trees by size")
+        ax2.title.set_fontsize(10)
+        ax2.set_xticks(x)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
     ctx.savefig(fig, "medusa_bench.png")

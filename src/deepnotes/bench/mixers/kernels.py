@@ -7,8 +7,10 @@ At a fixed token count (B*T) and model width (H*D), for each sequence length T:
   (`fla-core`, optional) and the chunked PyTorch form;
 - FLASH/GAU mixed-chunk attention: `chunk_gau` (ours) vs the chunked PyTorch form and vs SDPA
   at the same width (S = 128 shared q/k width, E = H*D values, one head);
-- the Mamba selective scan: `selective_scan` (ours) vs the chunked PyTorch form, with the
-  device's measured copy bandwidth as the yardstick.
+- the Mamba selective scan: `selective_scan` (ours: the step-by-step forward) vs the chunked
+  PyTorch form, with the device's measured copy bandwidth as the yardstick; beside it the
+  kernel's chunk-parallel forward (`chunked-<CL>` rows, one per chunk length in
+  `scan_chunks`, same backward).
 
 Forward and forward+backward times are medians from CUDA events after warm-up
 (`triton.testing.do_bench`). Attention TFLOP/s count 4 T^2 D H B for the forward (halved
@@ -42,6 +44,9 @@ class KernelsBenchConfig:
     gau_chunk: int = 256  # FLASH's chunk length C
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
     scan_state: int = 16  # N, Mamba's default state size
+    scan_chunks: list[int] = field(
+        default_factory=lambda: [64, 128, 256]
+    )  # chunk lengths CL of the scan's chunk-parallel forward timed beside ours (empty: none)
     dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
     causal: bool = True  # causal masking (the LM setting)
     peers: bool = True  # time SDPA and fla (when installed)
@@ -255,6 +260,7 @@ def _copy_bandwidth(cfg, ctx) -> float | None:
 
 def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
     from deepnotes.ops.ssm import selective_scan, torch_selective_scan
+    from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
     dt = _dtype(cfg.dtype)
     Dm, N = cfg.width, cfg.scan_state
@@ -281,7 +287,13 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
         bwd_bytes = fwd_bytes + 4 * u.numel() * esize + 2 * Bm.numel() * 4
         impls = {}
         if kernels:
-            impls["ours"] = lambda *a: selective_scan(*a, delta_softplus=True, backend="triton")
+            impls["ours"] = lambda *a: selective_scan(
+                *a, delta_softplus=True, backend="triton", fwd="walk"
+            )
+            for cl in cfg.scan_chunks:
+                impls[f"chunked-{cl}"] = lambda *a, cl=cl: triton_selective_scan(
+                    *a, delta_softplus=True, fwd="chunked", chunk_len=cl
+                )
         if cfg.references and L <= cfg.ref_max_T:
             impls["reference"] = lambda *a: torch_selective_scan(*a, delta_softplus=True)
         for impl, f in impls.items():
@@ -299,6 +311,12 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
         "delta, z, B, C read and y written once (backward adds dy read, du/ddelta/dz written)"
         + (f"; device copy bandwidth {copy:.0f} GB/s" if copy else "")
     )
+    if kernels and cfg.scan_chunks:
+        notes.append(
+            "selective_scan chunked-<CL>: the two-level forward (chunks of CL steps in parallel, "
+            "then a scan over chunks) with the same backward; fwd_x_chunked-<CL> = its time / "
+            "ours (the step-by-step forward), > 1 means the chunked one is slower"
+        )
 
 
 def _ratios(rows: list[dict], metrics: dict) -> None:

@@ -152,12 +152,15 @@ def selective_scan(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: str = "auto",
+    fwd: str = "auto",
 ):
     """Selective scan (public). Shapes as in `naive_selective_scan`.
 
     backend: "auto" | "triton" | "torch" (or env DEEPNOTES_KERNELS when "auto"; see
     `deepnotes.ops.backend`). The Triton kernel (`triton_scan.py`) runs on CUDA for fp16,
-    bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs. Mixed dtypes
+    bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs. fwd: the
+    kernel's forward, "auto" | "walk" | "chunked" (or env DEEPNOTES_SCAN_FWD when "auto";
+    default "walk"; see `triton_scan.forward_variant`); the PyTorch form ignores it. Mixed dtypes
     need no cast (as in mamba_ssm): both paths read each input in its own dtype, compute in
     fp32 (fp64 for fp64 u), return y in u's dtype and each gradient in its input's dtype.
     """
@@ -167,7 +170,7 @@ def selective_scan(
         from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
         return triton_selective_scan(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, fwd=fwd
         )
     return torch_selective_scan(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state

@@ -7,7 +7,10 @@ Definitions as in `naive.py` (Gu & Dao 2023, Algorithm 2): per channel d and sta
 
 Forward: `triton_scan_fwd.py` (one channel per thread, the states in registers, time walked
 step by step). When a backward pass follows it also saves the state at the start of every
-backward chunk (BWD_CONFIG's BL steps) and y before the gate (when z is given).
+backward chunk (BWD_CONFIG's BL steps) and y before the gate (when z is given). An
+alternative forward, `triton_scan_chunked.py`, splits the walk into chunks run in parallel
+(a two-level scan) and saves the same tensors; `fwd="chunked"` or $DEEPNOTES_SCAN_FWD picks
+it (see `forward_variant`); the default stays the single walk until a GPU measures both.
 
 Backward, chunks in reverse. A program owns BD channels of one batch row and walks chunks of
 BL steps from the end; for each state index n it scans [BD, BL] tiles over time with
@@ -31,11 +34,14 @@ which sum over the batch.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from deepnotes.ops.backend import interpreting
+from deepnotes.ops.ssm.triton_scan_chunked import selective_scan_fwd_chunked
 from deepnotes.ops.ssm.triton_scan_fwd import (
     INTERPRET_BD,
     INTERPRET_SPLIT,
@@ -54,6 +60,25 @@ BWD_CONFIG = dict(BD=32, BL=64, num_warps=4, num_stages=1)
 INTERPRET_CONFIG = dict(BD=4, BL=16, num_warps=4, num_stages=1)
 MIN_BD, MIN_PROGRAMS = 16, 264
 MAX_N = 64
+
+# Forward variants: "walk" (triton_scan_fwd.py, one program walks the whole sequence) and
+# "chunked" (triton_scan_chunked.py, chunks of CL steps in parallel, then a scan over chunks).
+FWD_VARIANTS = ("walk", "chunked")
+FWD_ENV_VAR = "DEEPNOTES_SCAN_FWD"
+DEFAULT_FWD = "walk"
+
+
+def forward_variant(fwd: str = "auto") -> str:
+    """The forward asked for: the argument unless "auto", else $DEEPNOTES_SCAN_FWD, else
+    DEFAULT_FWD (as `backend.requested_backend` reads $DEEPNOTES_KERNELS)."""
+    if fwd == "auto":
+        fwd = os.environ.get(FWD_ENV_VAR, "").strip().lower() or DEFAULT_FWD
+        where = f"${FWD_ENV_VAR}"
+    else:
+        where = "fwd"
+    if fwd not in FWD_VARIANTS:
+        raise ValueError(f"selective_scan: {where} must be one of {FWD_VARIANTS}, got {fwd!r}")
+    return fwd
 
 
 @triton.jit
@@ -221,16 +246,37 @@ def _opt(t, dummy):
     return t if t is not None else dummy
 
 
-def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, store_last):
+def selective_scan_fwd(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    softplus,
+    save_states,
+    store_last,
+    fwd="walk",
+    chunk_len=None,
+):
     """-> (out, saved states or None, last state or None, y before the gate or None).
 
     The saved states are those at the start of each backward chunk (BWD_CONFIG's BL steps).
+    fwd: "walk" | "chunked" (FWD_VARIANTS); chunk_len: the chunked forward's CL (None: its
+    default).
     """
     Bt, Dm, L = u.shape
+    save_every = _cfg(BWD_CONFIG, Dm, Bt)["BL"]
+    if fwd == "chunked":
+        return selective_scan_fwd_chunked(
+            u, delta, A, B, C, D, z, delta_bias, softplus, save_every, save_states, store_last,
+            chunk_len,
+        )  # fmt: skip
     N = A.shape[1]
     BN = pow2(N, 2)
     BL = chunk_steps(u, delta, z)
-    save_every = _cfg(BWD_CONFIG, Dm, Bt)["BL"]
     NS = triton.cdiv(L, save_every)
     f32 = dict(device=u.device, dtype=torch.float32)
     # B and C time-major, fp32, zero-padded to BN states and whole chunks (a few MB; the
@@ -338,13 +384,27 @@ class SelectiveScanFunction(torch.autograd.Function):
     """The selective scan with the Triton kernels; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state):
+    def forward(
+        ctx, u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, fwd, chunk_len
+    ):
         u, delta, B, C = (t.contiguous() for t in (u, delta, B, C))
         A = A.contiguous()
         z = z.contiguous() if z is not None else None
         needs_grad = any(ctx.needs_input_grad[:8])
         out, h0s, hlast, ypre = selective_scan_fwd(
-            u, delta, A, B, C, D, z, delta_bias, softplus, needs_grad, return_last_state
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            softplus,
+            needs_grad,
+            return_last_state,
+            fwd,
+            chunk_len,
         )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0s, ypre)
         ctx.softplus = softplus
@@ -383,6 +443,8 @@ class SelectiveScanFunction(torch.autograd.Function):
             dbias.to(tbias) if dbias is not None else None,
             None,
             None,
+            None,
+            None,
         )
 
 
@@ -397,11 +459,17 @@ def triton_selective_scan(
     delta_bias=None,
     delta_softplus=False,
     return_last_state=False,
+    *,
+    fwd="auto",
+    chunk_len=None,
 ):
-    """Kernel path of `selective_scan` (same arguments and results)."""
+    """Kernel path of `selective_scan` (same arguments and results). fwd: "auto" | "walk" |
+    "chunked" (`forward_variant`); chunk_len: steps per chunk of the chunked forward (None:
+    its default). The backward is the same for both forwards."""
+    fwd = forward_variant(fwd)
     D = D.contiguous() if D is not None else None
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
     out, hlast = SelectiveScanFunction.apply(
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, fwd, chunk_len
     )
     return (out, hlast) if return_last_state else out

@@ -94,8 +94,6 @@ def test_half_precision_runs_the_ssm_in_fp32(name, dtype, how, mode, seed):
     m = M.build(name, 24, causal=True, mode=mode, d_state=8, chunk_size=16)
     m.load_state_dict(ref.state_dict())
     x = torch.randn(2, 37, 24)
-    y_ref = ref(x)
-    y_ref.square().mean().backward()
     if how == "autocast":
         xin = x.clone().requires_grad_()
         with torch.autocast("cpu", dtype=dtype):
@@ -105,6 +103,13 @@ def test_half_precision_runs_the_ssm_in_fp32(name, dtype, how, mode, seed):
         xin = x.to(dtype).requires_grad_()
         y = m(xin)
         assert m.log_dt.dtype == dtype  # the parameters really are half
+        # The fp32 reference gets the same rounded weights and inputs, so the comparison
+        # measures the half-precision compute alone (bf16 rounding of the weights by itself
+        # moved dlog_dt by up to 11% for some seeds).
+        ref.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
+        x = xin.detach().float()
+    y_ref = ref(x)
+    y_ref.square().mean().backward()
     assert y.dtype == dtype
     y.float().square().mean().backward()
     assert_close(y.float(), y_ref.detach(), tol=3e-2, what=f"{name} {how} {dtype} forward")

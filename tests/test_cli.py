@@ -241,3 +241,29 @@ def test_save_rows_keeps_partial_rows_without_the_output_path(tmp_path, monkeypa
     assert saved["rows"] == [{"T": 4096, "us": 12.5}]
     assert saved["command"] == "deepnotes bench decode"
     assert saved["device"] and saved["versions"]
+
+
+def test_revision_is_the_one_the_run_started_with(tmp_path, monkeypatch):
+    """A commit made while a long job runs does not become the job's recorded revision."""
+    import deepnotes.jobs as J
+
+    state = {"now": "before"}
+    monkeypatch.setattr(J, "code_revision", lambda: state["now"])
+
+    @dataclasses.dataclass
+    class Cfg:
+        steps: int = 1  # steps
+
+    def fn(cfg, ctx):
+        state["now"] = "after"  # the tree moves on while the job runs
+        fig, _ = ctx.figure()
+        ctx.savefig(fig, "probe.png")
+        return J.Result(metrics={"x": 1.0})
+
+    job = J.Job("revision-probe", "experiment", "probe", Cfg, fn, {})
+    rec = J.run_job(job, Cfg(), out=tmp_path / "o", quiet=True)
+    assert rec["versions"]["revision"] == "before"
+    assert (
+        json.loads((tmp_path / "o" / "results.json").read_text())["versions"]["revision"]
+        == "before"
+    )

@@ -33,7 +33,7 @@ import torch
 
 from deepnotes.job_checks import check_config
 from deepnotes.registry import Registry
-from deepnotes.utils.env import device_name, reset_threads_used, versions
+from deepnotes.utils.env import code_revision, device_name, reset_threads_used, versions
 from deepnotes.utils.io import atomic_write, atomic_write_json
 from deepnotes.utils.plot import pyplot
 from deepnotes.utils.seed import seed_everything
@@ -296,6 +296,7 @@ def run_job(
     seed_everything(seed)
     reset_threads_used()
     started = datetime.now().isoformat(timespec="seconds")
+    revision = code_revision()  # at the start: the code that ran, even if the tree changes later
     t0 = time.perf_counter()
     result = job.fn(cfg, ctx)
     wall = time.perf_counter() - t0
@@ -319,7 +320,7 @@ def run_job(
         "plots": plots,
         "device": str(device),
         "device_name": device_name(device),
-        "versions": versions(),
+        "versions": {**versions(), "revision": revision},  # versions() counts threads used
         "wall_time_s": wall,  # this run
         "wall_time_total_s": before + wall,  # every run that made these results
         "resumed": previous is not None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,10 +295,11 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
         "quoted_acc: published ListOps accuracy of the closest model (QUOTED, not measured "
         "here; the published models trained far longer on 96k examples): " + "; ".join(sources),
     ]
+    own_lrs = "".join(f" ({n}: {lr})" for n, lr in mixer_lrs(cfg).items())
     if cfg.ssm_lr > 0 or not cfg.prenorm or cfg.mlp != "all":
         notes.append(
             f"recipe: SSM parameters (A, B, log dt) at lr {cfg.ssm_lr or cfg.lr} without weight "
-            f"decay, the rest at {cfg.lr} with decay {cfg.weight_decay}; cosine to "
+            f"decay, the rest at {cfg.lr}{own_lrs} with decay {cfg.weight_decay}; cosine to "
             f"{cfg.min_lr_ratio} x peak after {cfg.warmup} warm-up steps; "
             f"{'pre' if cfg.prenorm else 'post'}-norm blocks, MLP: {cfg.mlp}"
         )
@@ -474,19 +476,27 @@ def first_op_baseline(x, y, xv, yv) -> float:
 
 def _plot_curves(ctx, rows, baseline, cfg, first_op):
     """Held-out accuracy and training loss against steps, one line per mixer."""
+    from deepnotes.utils.plot import series_styles
+
     fig, (a1, a2) = ctx.figure(1, 2, figsize=(11, 4))
+    styles = series_styles([r["mixer"] for r in rows])  # each mixer's colour in every plot
+    top = 0.0
     for r in rows:
         curve = r.get("curve") or []
-        (line,) = a1.plot([c["step"] for c in curve], [c["loss"] for c in curve], lw=1,
-                          label=r["mixer"])  # fmt: skip
+        st = styles[r["mixer"]]
+        a1.plot([c["step"] for c in curve], [c["loss"] for c in curve], lw=1, color=st["color"],
+                ls=st["linestyle"], label=r["mixer"])  # fmt: skip
         ev = [c for c in curve if "eval_acc" in c]
-        a2.plot([c["step"] for c in ev], [c["eval_acc"] for c in ev], "o-", ms=3,
-                color=line.get_color(), label=r["mixer"])  # fmt: skip
+        a2.plot([c["step"] for c in ev], [c["eval_acc"] for c in ev], ms=3, **st,
+                label=r["mixer"])  # fmt: skip
+        top = max([top, *(c["eval_acc"] for c in ev)])
     a1.set(xlabel="optimizer step", ylabel="training loss (mean of 10 steps)",
            title="ListOps training loss")  # fmt: skip
     a2.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
     a2.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
-    a2.set(xlabel="optimizer step", ylabel="held-out accuracy", ylim=(0, 1),
+    # 0 to a little above the best curve: differences of a few points stay visible
+    a2.set(xlabel="optimizer step", ylabel="held-out accuracy",
+           ylim=(0, min(1.0, 0.1 * math.ceil(10 * max(top, first_op, baseline) + 1))),
            title=f"ListOps held-out accuracy (T <= {cfg.max_len})")  # fmt: skip
     for a in (a1, a2):
         a.grid(alpha=0.3)

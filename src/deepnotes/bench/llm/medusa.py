@@ -297,6 +297,7 @@ def _plot(ctx: Context, rows: list[dict], title: str) -> None:
         ax2.title.set_fontsize(10)
         ax2.set_xticks(x)
         ax2.grid(alpha=0.3)
-        ax2.legend(fontsize=8)
+        # below the axes: the four curves fill the panel's height between them
+        ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     ctx.savefig(fig, "medusa_bench.png")

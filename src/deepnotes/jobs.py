@@ -63,6 +63,7 @@ class Context:
     budget: str = "default"
     quiet: bool = False
     resume: bool = False  # continue the run already in `out` (jobs that can: Job.resumable)
+    revision: str | None = None  # the code revision the run started with (run_job sets it)
 
     def progress(self, iterable: Iterable | None = None, **kw: Any):
         """A tqdm progress bar (disabled with DEEPNOTES_NO_PROGRESS=1 or quiet runs)."""
@@ -84,7 +85,10 @@ class Context:
     def save_rows(self, rows: list[dict[str, Any]]) -> Path:
         """Write the rows measured so far to `out/rows_so_far.json` (atomically, with device,
         versions and the command), so that a crash or time-out mid-run loses none of them."""
-        partial = {"device": device_name(self.device), "versions": versions(), "rows": rows,
+        code = versions()
+        if self.revision is not None:  # the start's, not the one of a tree that moved on
+            code["revision"] = self.revision
+        partial = {"device": device_name(self.device), "versions": code, "rows": rows,
                    "command": recorded_command(sys.argv[1:])}  # fmt: skip
         path = self.out / "rows_so_far.json"
         atomic_write_json(path, partial)
@@ -297,6 +301,7 @@ def run_job(
     reset_threads_used()
     started = datetime.now().isoformat(timespec="seconds")
     revision = code_revision()  # at the start: the code that ran, even if the tree changes later
+    ctx.revision = revision
     t0 = time.perf_counter()
     result = job.fn(cfg, ctx)
     wall = time.perf_counter() - t0

@@ -254,7 +254,7 @@ def _listops(res, ctx, path):
     from deepnotes.experiments.ssm.listops import _plot, _plot_curves
 
     rows, m = res["table"], res["metrics"]
-    _plot(ctx, rows, m["majority_baseline"])
+    _plot(ctx, rows, m["majority_baseline"], m.get("first_op_baseline"))
     if any(r.get("curve") for r in rows) and "first_op_baseline" in m:
         _plot_curves(ctx, rows, m["majority_baseline"], _cfg(res), m["first_op_baseline"])
 

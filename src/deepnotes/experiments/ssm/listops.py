@@ -282,7 +282,7 @@ def run_listops(cfg: ListOpsConfig, ctx: Context) -> Result:
         rows = collect_rows(ctx, train_mixer, calls, workers, "listops",
                             lambda row: f"{row['mixer']} acc={row['acc']}")  # fmt: skip
     rows.sort(key=lambda r: mixers.index(r["mixer"]))
-    _plot(ctx, rows, baseline)
+    _plot(ctx, rows, baseline, first_op)
     if cfg.eval_every:
         _plot_curves(ctx, rows, baseline, cfg, first_op)
     sources = sorted({q[2] for n, q in QUOTED.items() if n in mixers})
@@ -446,7 +446,7 @@ def train_mixer(cfg: ListOpsConfig, name, seed, device, max_seconds, data) -> di
     return row
 
 
-def _plot(ctx, rows, baseline):
+def _plot(ctx, rows, baseline, first_op=None):
     fig, ax = ctx.figure(figsize=(max(6, 0.8 * len(rows) + 2), 4))
     names = [r["mixer"] for r in rows]
     pos = range(len(rows))
@@ -455,6 +455,8 @@ def _plot(ctx, rows, baseline):
     ax.bar([p + 0.2 for p, _ in quoted], [q for _, q in quoted], 0.4, alpha=0.5,
            label="published (quoted, longer training)")  # fmt: skip
     ax.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
+    if first_op is not None:
+        ax.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
     ax.set_xticks(list(pos), names, rotation=30, ha="right")
     ax.set(ylabel="ListOps accuracy", ylim=(0, 1), title="ListOps, bidirectional mixers")
     ax.legend(fontsize=8)

@@ -12,29 +12,13 @@ import deepnotes.ops.ssm.triton_scan_chunked as tsc
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan
 from tests.helpers import assert_close
 from tests.ops.kernel_cases import assert_rule, cpu_only, values_and_grads
+from tests.ops.ssm.scan_cases import scan_fn, scan_inputs
 
 pytestmark = cpu_only
 
 bf16, f32 = torch.bfloat16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 CORE = ALL[:5]
-
-
-def _inputs(Bt, Dm, N, L, names, dtype=f32, softplus=True):
-    delta = torch.randn(Bt, Dm, L) * 0.5 - 1.0
-    full = {
-        "u": torch.randn(Bt, Dm, L),
-        # a step size must be positive; without the softplus inside, apply it here
-        "delta": delta if softplus else torch.nn.functional.softplus(delta),
-        "A": -torch.exp(torch.randn(Dm, N) * 0.5),
-        "B": torch.randn(Bt, N, L),
-        "C": torch.randn(Bt, N, L),
-        "D": torch.randn(Dm),
-        "z": torch.randn(Bt, Dm, L),
-        "delta_bias": torch.randn(Dm) * 0.3,
-    }
-    # A, D, delta_bias stay fp32 (as Mamba keeps them)
-    return {k: full[k].to(f32 if k in ("A", "D", "delta_bias") else dtype) for k in names}
 
 
 def _fwd(x, softplus, fwd, chunk_len=None, save=True, last=True):
@@ -58,7 +42,7 @@ FWD_CASES = [
 
 @pytest.mark.parametrize("Bt,Dm,N,L,CL,names,softplus", FWD_CASES)
 def test_chunked_forward_matches_walk_and_reference(Bt, Dm, N, L, CL, names, softplus, seed):
-    x = _inputs(Bt, Dm, N, L, names, softplus=softplus)
+    x = scan_inputs(Bt, Dm, N, L, names, softplus=softplus)
     out, h0s, hlast, ypre = _fwd(x, softplus, "chunked", CL)
     out3, h0s3, hlast3, ypre3 = _fwd(x, softplus, "walk")
     ref, href = naive_selective_scan(
@@ -78,7 +62,7 @@ def test_chunked_forward_matches_walk_and_reference(Bt, Dm, N, L, CL, names, sof
 
 def test_chunked_forward_without_saving(seed):
     """Inference: nothing saved, no last state; the output unchanged."""
-    x = _inputs(1, 4, 3, 23, ALL)
+    x = scan_inputs(1, 4, 3, 23, ALL)
     out, h0s, hlast, ypre = _fwd(x, True, "chunked", 8, save=False, last=False)
     assert h0s is None and hlast is None and ypre is None
     assert_close(out, _fwd(x, True, "walk", save=False, last=False)[0], f32)
@@ -96,19 +80,10 @@ GRAD_CASES = [
 def test_chunked_gradients(Bt, Dm, N, L, CL, names, softplus, last, seed):
     """Gradients through the existing backward: equal to the walk's (same saved tensors) and
     to the float64 reference by the kernel tests' rule."""
-    x = _inputs(Bt, Dm, N, L, names, softplus=softplus)
+    x = scan_inputs(Bt, Dm, N, L, names, softplus=softplus)
 
     def run(impl, **kw):
-        def fn(*args):
-            r = impl(
-                **dict(zip(names, args, strict=True)),
-                delta_softplus=softplus,
-                return_last_state=last,
-                **kw,
-            )
-            return r if last else (r,)
-
-        return fn
+        return scan_fn(impl, names, softplus, last, **kw)
 
     cot = [torch.randn(Bt, Dm, L)] + ([torch.randn(Bt, Dm, N)] if last else [])
     vals = list(x.values())
@@ -126,7 +101,7 @@ def test_chunked_gradients(Bt, Dm, N, L, CL, names, softplus, last, seed):
 def test_chunked_state_split(split, seed, monkeypatch):
     """States split over 1 or 4 lane groups (N = 6, padded to 8), as the autotuner may pick."""
     monkeypatch.setattr(tsc, "INTERPRET_SPLIT", split)
-    x = _inputs(1, 5, 6, 29, ALL)
+    x = scan_inputs(1, 5, 6, 29, ALL)
     out, h0s, hlast, ypre = _fwd(x, True, "chunked", 8)
     for a, b, what in zip((out, h0s, hlast, ypre), _fwd(x, True, "walk"), ("out", "h0s", "h", "y")):
         assert_close(a, b, f32, what=what)
@@ -134,7 +109,7 @@ def test_chunked_state_split(split, seed, monkeypatch):
 
 def test_chunked_bf16(seed):
     """bf16 inputs: tiles of 8 steps (one 16-byte load), fp32 parameters."""
-    x = _inputs(1, 4, 4, 35, ALL, dtype=bf16)
+    x = scan_inputs(1, 4, 4, 35, ALL, dtype=bf16)
     out, _, hlast, _ = _fwd(x, True, "chunked", 16)
     out3, _, hlast3, _ = _fwd(x, True, "walk")
     assert out.dtype == bf16
@@ -145,7 +120,7 @@ def test_chunked_bf16(seed):
 def test_forward_selection(seed, monkeypatch):
     """fwd="auto" reads $DEEPNOTES_SCAN_FWD (default: the walk); bad values and chunk lengths
     are refused."""
-    x = _inputs(1, 3, 2, 9, ALL)
+    x = scan_inputs(1, 3, 2, 9, ALL)
     calls = []
     chunked = ts.selective_scan_fwd_chunked
 

@@ -7,6 +7,7 @@ import torch
 
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan, torch_selective_scan
 from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
+from tests.ops.ssm.scan_cases import scan_fn, scan_inputs
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -29,41 +30,13 @@ CASES = [
     gpu(1, 64, 3, 8195, ALL, True, True, bf16, id="N3-L8195-bf16"),
 ]
 
-# Mamba keeps A, D and delta_bias in fp32 whatever the activations' dtype.
-PARAMS_FP32 = {"A", "D", "delta_bias"}
-
-
-def _inputs(Bt, Dm, N, L, names, dtype, device, softplus=True):
-    delta = torch.randn(Bt, Dm, L) * 0.5 - 1.0
-    full = {
-        "u": torch.randn(Bt, Dm, L),
-        # a step size must be positive; without the softplus inside, apply it here
-        "delta": delta if softplus else torch.nn.functional.softplus(delta),
-        "A": -torch.exp(torch.randn(Dm, N) * 0.5),
-        "B": torch.randn(Bt, N, L),
-        "C": torch.randn(Bt, N, L),
-        "D": torch.randn(Dm),
-        "z": torch.randn(Bt, Dm, L),
-        "delta_bias": torch.randn(Dm) * 0.3,
-    }
-    return {k: full[k].to(device=device, dtype=f32 if k in PARAMS_FP32 else dtype) for k in names}
-
 
 @pytest.mark.parametrize("Bt,Dm,N,L,names,softplus,last,dtype,device", CASES)
 def test_selective_scan_matches_reference(Bt, Dm, N, L, names, softplus, last, dtype, device, seed):
-    x = _inputs(Bt, Dm, N, L, names, dtype, device, softplus)
+    x = scan_inputs(Bt, Dm, N, L, names, dtype, device, softplus)
 
     def run(impl, **kw):
-        def fn(*args):
-            r = impl(
-                **dict(zip(names, args, strict=True)),
-                delta_softplus=softplus,
-                return_last_state=last,
-                **kw,
-            )
-            return r if last else (r,)
-
-        return fn
+        return scan_fn(impl, names, softplus, last, **kw)
 
     cot = [torch.randn(Bt, Dm, L, device=device, dtype=dtype)]
     if last:
@@ -78,7 +51,7 @@ def test_selective_scan_matches_reference(Bt, Dm, N, L, names, softplus, last, d
 
 
 def test_backend_selection(seed, monkeypatch):
-    x = _inputs(1, 3, 2, 9, ALL, f32, "cpu")
+    x = scan_inputs(1, 3, 2, 9, ALL, f32, "cpu")
     import deepnotes.ops.ssm.triton_scan as ts
 
     monkeypatch.setattr(ts, "triton_selective_scan", lambda *a, **k: pytest.fail("kernel ran"))
@@ -101,7 +74,7 @@ def test_selective_scan_state_split(split, seed, monkeypatch):
 
     monkeypatch.setattr(ts, "INTERPRET_SPLIT", split)
     Bt, Dm, N, L = 1, 5, 6, 63
-    x = _inputs(Bt, Dm, N, L, ALL, f32, "cpu")
+    x = scan_inputs(Bt, Dm, N, L, ALL, f32, "cpu")
 
     def run(impl, **kw):
         return lambda *a: impl(*a, delta_softplus=True, return_last_state=True, **kw)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from deepnotes import jobs
-from deepnotes.experiments.ssm.listops import build_model, generate
+from deepnotes.experiments.ssm.listops import build_model, first_op_guess, generate
 from deepnotes.train.checkpoint import find_latest, load_weights
 from deepnotes.utils.io import atomic_write_json
 
@@ -58,16 +58,6 @@ def mean(hit: torch.Tensor) -> float | None:
     return round(hit.float().mean().item(), 4) if hit.numel() else None
 
 
-def first_op_rule(x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor) -> torch.Tensor:
-    """[M] the most common training label of each held-out example's token 0."""
-    table: dict[int, Counter] = {}
-    for op, label in zip(x[:, 0].tolist(), y.tolist(), strict=True):
-        table.setdefault(op, Counter())[label] += 1
-    fallback = Counter(y.tolist()).most_common(1)[0][0]
-    return torch.tensor([table[op].most_common(1)[0][0] if op in table else fallback
-                         for op in xv[:, 0].tolist()])  # fmt: skip
-
-
 @torch.no_grad()
 def predict(model, x: torch.Tensor, batch: int = 100) -> torch.Tensor:
     """[M] argmax labels of token ids x [M, T] (padding = 0)."""
@@ -87,7 +77,7 @@ def evaluate(ckpt_dir: Path, budget: str, examples: int, seed: int = 0) -> dict:
         raise SystemExit(f"listops_eval: no checkpoint of {cfg.mixers} under {ckpt_dir}")
     x, y = generate(cfg, cfg.train_examples, 2 * seed)  # the job's training set (for the rule)
     xv, yv = generate(cfg, examples, EVAL_SEED)
-    rule = first_op_rule(x, y, xv)
+    rule = first_op_guess(x, y, xv)
     rule_right = rule == yv
     rows, hits = [], {}
     for name in mixers:

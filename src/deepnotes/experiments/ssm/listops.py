@@ -15,7 +15,10 @@ repositories' LRA ListOps config: the SSM parameters (A, B, log Δ) at their own
 (`min_lr_ratio` 0); post-norm blocks (`prenorm=False`) without an MLP after the SSMs (their
 layer ends in a GLU); bidirectional S4D; width 128, depth 8, N = 64, batch 50. With
 `ckpt_dir` every run checkpoints and a rerun resumes it, so a long run can span several
-time-capped calls; `eval_every` records held-out learning curves.
+time-capped calls; `eval_every` records held-out learning curves. `mixer_lr` gives one mixer
+its own peak lr (softmax diverges at the SSMs' 4e-3 in post-norm blocks: docs/ssm.md).
+`--budget cpu-s4` is the recipe scaled to two CPU cores (T < 512, d 64, 4 layers);
+`scripts/listops_eval.py` scores a run's checkpoints on a fresh, larger held-out set.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class ListOpsConfig:
     steps: int = 60  # optimizer steps (CPU-sized: a pipeline check, far from converged)
     batch_size: int = 8  # sequences per step
     lr: float = 1e-3  # AdamW peak learning rate
-    mixer_lr: list[str] = field(default_factory=list)  # per-mixer peak lr, e.g. softmax=1e-3
+    mixer_lr: list[str] = field(default_factory=list)  # name=lr entries: a mixer's own peak lr
+    # (e.g. softmax=1e-3); the others use lr
     weight_decay: float = 0.05  # decoupled weight decay
     warmup: int = 30  # linear warm-up steps (0 = none)
     min_lr_ratio: float = 0.1  # final lr / peak lr of the cosine (S4's recipe: 0)
@@ -464,16 +468,20 @@ def _plot(ctx, rows, baseline, first_op=None):
     ctx.savefig(fig, "listops_accuracy.png")
 
 
-def first_op_baseline(x, y, xv, yv) -> float:
-    """Held-out accuracy of predicting, for each outermost operator (token 0), its most
-    common training label. x: [N, T] token ids, y: [N] labels (xv, yv held out)."""
+def first_op_guess(x, y, xv) -> torch.Tensor:
+    """[M] for each held-out example, the most common training label of its outermost
+    operator (token 0). x: [N, T] token ids, y: [N] labels, xv: [M, T] held out."""
     table: dict[int, Counter] = {}
     for op, label in zip(x[:, 0].tolist(), y.tolist(), strict=True):
         table.setdefault(op, Counter())[label] += 1
     fallback = Counter(y.tolist()).most_common(1)[0][0]
-    guess = [table[op].most_common(1)[0][0] if op in table else fallback
-             for op in xv[:, 0].tolist()]  # fmt: skip
-    return (torch.tensor(guess) == yv.cpu()).float().mean().item()
+    return torch.tensor([table[op].most_common(1)[0][0] if op in table else fallback
+                         for op in xv[:, 0].tolist()])  # fmt: skip
+
+
+def first_op_baseline(x, y, xv, yv) -> float:
+    """Held-out accuracy of `first_op_guess`: what a model gets from token 0 alone."""
+    return (first_op_guess(x, y, xv) == yv.cpu()).float().mean().item()
 
 
 def _plot_curves(ctx, rows, baseline, cfg, first_op):

@@ -209,11 +209,18 @@ def _kernels_tuning(res, ctx, path):
 # --- experiments --------------------------------------------------------------------------
 
 
-@plotter("arena", "experiment", missing="loss_vs_step, loss_vs_time: per-mixer histories")
+@plotter(
+    "arena", "experiment",
+    missing="loss_vs_step, loss_vs_time: per-mixer histories (in -curves.json since it is saved)",
+)  # fmt: skip
 def _arena(res, ctx, path):
-    from deepnotes.experiments.lm.common import plot_bpb_vs_speed
+    from deepnotes.experiments.lm.arena import plot_loss_curves
+    from deepnotes.experiments.lm.common import RunResult, plot_bpb_vs_speed
 
     plot_bpb_vs_speed(ctx, res["table"])
+    curves = _side(path, "curves")  # the run's curves.json: mixer -> history
+    if curves:
+        plot_loss_curves(ctx, {n: RunResult(history=h) for n, h in curves.items()})
 
 
 @plotter("activations", "experiment", missing="loss_curves: the training histories")

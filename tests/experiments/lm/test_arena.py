@@ -114,3 +114,46 @@ def test_arena_lm_bf16_autocast_matches_fp32(name, seed):
     assert abs(loss16 - loss32) / loss32 < 2e-3, (float(loss16), float(loss32))
     assert_close(g16, g32, tol=2e-2, what=f"{name}: bf16-autocast vs fp32 gradients")
     assert rel_rms(g16, g32) > 0  # bf16 really ran (its rounding shows)
+
+
+def test_loss_histories_are_saved_and_redrawn(tmp_path, monkeypatch):
+    """curves.json keeps every mixer's history, and scripts/replot.py redraws the two loss
+    plots from it (with the same bits/byte as the run's own plots)."""
+    import importlib.util
+    import json
+    import math
+    import shutil
+    from pathlib import Path
+
+    def stub(name, cfg, data, ctx, max_seconds, bar):
+        hist = [{"step": s, "time": 0.1 * s, "loss": 3.0 / s, "val_loss": 3.1 / s} for s in (1, 2)]
+        row = {"mixer": name, "val_bpb": 3.1 / 2 / math.log(2), "train_tok_s": 1e3 * len(name),
+               "steps": cfg.steps, "train_s": 0.0, "status": "ok"}  # fmt: skip
+        return {"row": row, "history": hist, "sample": ""}
+
+    monkeypatch.setattr(arena, "run_mixer", stub)
+    job = jobs.EXPERIMENTS.get("arena")
+    cfg = job.make_config("smoke", mixers=["softmax", "gru"])
+    out = tmp_path / "run"
+    jobs.run_job(job, cfg, out=out, budget="smoke", quiet=True)
+    curves = json.loads((out / "curves.json").read_text())
+    assert sorted(curves) == ["gru", "softmax"] and curves["gru"][1]["val_loss"] == 3.1 / 2
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("replot", root / "scripts" / "replot.py")
+    rp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rp)
+    bench, redrawn = tmp_path / "bench", tmp_path / "redrawn"
+    bench.mkdir()
+    redrawn.mkdir()
+    shutil.copy(out / "results.json", bench / "arena-x.json")
+    shutil.copy(out / "curves.json", bench / "arena-x-curves.json")
+    res = json.loads((bench / "arena-x.json").read_text())
+    written = rp.replot(res, redrawn, "arena-x", path=bench / "arena-x.json")
+    names = sorted(p.name for p in written)
+    assert names == ["arena-x-bpb_vs_speed.png", "arena-x-loss_vs_step.png",
+                     "arena-x-loss_vs_time.png"]  # fmt: skip
+    (bench / "arena-x-curves.json").unlink()  # without the side file: the scatter only
+    assert [p.name for p in rp.replot(res, redrawn, "arena-x", path=bench / "arena-x.json")] == [
+        "arena-x-bpb_vs_speed.png"
+    ]

@@ -213,6 +213,12 @@ def _run_all(cfg: ArenaConfig, ctx: Context, names: list[str]) -> dict[str, dict
     return records
 
 
+def plot_loss_curves(ctx, runs: dict[str, RunResult]) -> None:
+    """The arena's two loss plots: bits/byte against step and against training time."""
+    plot_curves(ctx, runs, "loss_vs_step.png", "mixer arena: byte-level LM on KJV")
+    plot_curves(ctx, runs, "loss_vs_time.png", "mixer arena: loss vs training time", x="time")
+
+
 def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None) -> Result:
     """The ranked table, plots and notes. load: 1-minute load averages (start, end) or None."""
     ok = {n: r for n, r in records.items() if "val_bpb" in r["row"]}
@@ -223,8 +229,9 @@ def _report(cfg: ArenaConfig, ctx: Context, records: dict[str, dict], load=None)
     table += [r["row"] for n, r in records.items() if n not in ok]
     runs = {n: RunResult(history=r["history"]) for n, r in records.items() if r["history"]}
     if runs:
-        plot_curves(ctx, runs, "loss_vs_step.png", "mixer arena: byte-level LM on KJV")
-        plot_curves(ctx, runs, "loss_vs_time.png", "mixer arena: loss vs training time", x="time")
+        # the plots' data beside results.json, so scripts/replot.py can redraw them
+        atomic_write_json(ctx.out / "curves.json", {n: r.history for n, r in runs.items()})
+        plot_loss_curves(ctx, runs)
         plot_bpb_vs_speed(ctx, [r["row"] for r in rows])
     else:  # every mixer failed: still leave a picture saying so
         fig, ax = ctx.figure(figsize=(4, 2))

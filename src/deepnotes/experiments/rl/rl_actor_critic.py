@@ -83,6 +83,8 @@ def _run(cfg: ActorCriticConfig, ctx: Context) -> Result:
 def _plot(ctx: Context, curves: dict[str, list[dict]], env_id: str) -> None:
     """One panel per algorithm: each seed's eval return (thin) and the mean over seeds
     (thick) against env steps. `curves["<algo>/seed<s>"] = [{"step", "eval_return"}, ...]`."""
+    from deepnotes.utils.plot import short_ticks
+
     algos = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in curves))
     cols = min(len(algos), 2)
     rows = -(-len(algos) // cols)
@@ -102,6 +104,7 @@ def _plot(ctx: Context, curves: dict[str, list[dict]], env_id: str) -> None:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("env steps")
+        short_ticks(ax, "x")  # "100k", not "100000"
     for ax in axes[:, 0]:
         ax.set_ylabel("eval return")
     fig.suptitle(f"actor-critics on {env_id}: thin = one seed, thick = mean over seeds")

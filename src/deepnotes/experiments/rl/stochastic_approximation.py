@@ -64,12 +64,8 @@ def run(cfg: SAConfig, ctx: Context) -> Result:
         wn = sa.robbins_monro(lambda w, r: sa.tanh_example(w, r, cfg.tanh_noise), 3.0,
                               cfg.n_iters, seed=s)  # fmt: skip
         finals.append(wn[-1])
-        ax.plot(
-            wn,
-            alpha=0.6,
-            lw=0.8,
-            label=f"noise {cfg.tanh_noise}, seed {s}" if s == cfg.seeds[0] else None,
-        )
+        label = f"noise {cfg.tanh_noise}, {len(cfg.seeds)} seeds" if len(finals) == 1 else None
+        ax.plot(k, wn, color="tab:blue", alpha=0.5, lw=0.8, label=label)
     ax.axhline(1.0, color="k", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="k", ylabel="w_k", title="RM: tanh(w - 1) = 0, w1 = 3, a_k = 1/k")
     for name, val in [
@@ -94,12 +90,8 @@ def run(cfg: SAConfig, ctx: Context) -> Result:
             sa.cubic_example, 0.0, cfg.n_iters, seed=s, project=tuple(cfg.project)
         )
         finals.append(wp[-1])
-        ax.plot(
-            wp,
-            alpha=0.7,
-            lw=0.8,
-            label=f"projected on {cfg.project}" if s == cfg.seeds[0] else None,
-        )
+        label = f"projected on {cfg.project}, {len(cfg.seeds)} seeds" if len(finals) == 1 else None
+        ax.plot(np.arange(1, len(wp) + 1), wp, color="tab:green", alpha=0.5, lw=0.8, label=label)
     ax.axhline(ROOT, color="k", ls="--", lw=0.8, label="5^(1/3)")
     ax.set(xscale="log", xlabel="k", ylabel="w_k", ylim=(-0.2, 3.2),
            title="RM: w^3 - 5 = 0 with N(0,1) noise, w1 = 0, a_k = 1/k")  # fmt: skip
@@ -133,7 +125,7 @@ def run(cfg: SAConfig, ctx: Context) -> Result:
             )
     for name, c in curves.items():
         err = np.linalg.norm(c - mean, axis=1)
-        ax.loglog(np.arange(1, len(err)), np.maximum(err[1:], 1e-16), label=name, lw=1)
+        ax.loglog(np.arange(1, len(err) + 1), np.maximum(err, 1e-16), label=name, lw=1)  # w_k at k
         table.append({"problem": "mean estimation", "setting": name,
                       "w_n": np.round(c[-1], 3).tolist(),
                       "target": np.round(mean, 3).tolist(), "|w_n - target|": err[-1],

@@ -50,8 +50,9 @@ def draw_grid(
                     (c, r), 1, 1, facecolor=colors.get((r, c), "white"), edgecolor="k", lw=0.8
                 )
             )
-    for (r, c), (dest, rew) in env.jumps.items():
-        ax.text(c + 0.08, r + 0.2, f"->{dest} {rew:+g}", fontsize=6, va="center")
+    for (r, c), (dest, rew) in env.jumps.items():  # where a policy arrow would sit: see below
+        y = r + (0.36 if policy is not None and values is not None else 0.2)
+        ax.text(c + 0.5, y, f"->{dest} {rew:+g}", fontsize=6.5, ha="center", va="center")
     if values is not None:
         v = np.asarray(values).reshape(-1)
         for s in range(env.n_states):
@@ -61,9 +62,9 @@ def draw_grid(
     if policy is not None:
         pi = np.asarray(policy)
         for s in range(env.n_states):
-            if env.terminal_mask[s]:
-                continue
             r, c = env.cell(s)
+            if env.terminal_mask[s] or (r, c) in env.jumps:  # a jump cell: every action is equal
+                continue
             cx, cy = c + 0.5, r + (0.36 if values is not None else 0.5)
             for a in range(env.n_actions):
                 p = pi[s, a]

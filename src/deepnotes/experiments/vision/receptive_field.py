@@ -249,7 +249,7 @@ def run_receptive_field(cfg: RFConfig, ctx: Context) -> Result:
 def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     from deepnotes.utils.plot import log_ticks
 
-    fig, axes = ctx.figure(1, 4, figsize=(17, 4.4), gridspec_kw={"width_ratios": [1, 1, 1.2, 1.2]})
+    fig, axes = ctx.figure(1, 4, figsize=(17, 5.0), gridspec_kw={"width_ratios": [1, 1, 1.2, 1.2]})
     h, w = erf_init.shape
     c = (h // 2, w // 2)
     half = (r - 1) / 2
@@ -279,8 +279,9 @@ def _plot_erf(ctx, erf_init, erf_trained, s_init, s_tr, r, acc, sweep):
     ax.set_xlabel("input x (px)")
     ax.set_ylabel("share of gradient mass")
     ax.set_title("ERF profile (column sums)", fontsize=10)
-    ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # headroom: the legend sits above the curves
-    ax.legend(fontsize=8.5, loc="upper center", ncol=2)
+    ax.set_ylim(0, ax.get_ylim()[1])
+    # below the axes: inside, the legend would hide the peak or the theoretical band
+    ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax = axes[3]
     d = [s["depth"] for s in sweep]
     ax.plot(d, [s["theory_radius"] for s in sweep], "k--o", label="theoretical half-width n")

@@ -256,22 +256,26 @@ def _plot_crops(ctx, outputs, tests, scales, methods, rows):
     cols = ["hr", "cubic", *methods]
     fig, axes = ctx.figure(2 * len(scales), len(cols), figsize=(2.7 * len(cols), 5.6 * len(scales)))
     axes = np.asarray(axes).reshape(2 * len(scales), len(cols))
+    cax = None
     for i, r in enumerate(scales):
         for ax, ax_err, m in zip(axes[2 * i], axes[2 * i + 1], cols, strict=True):
             img = hr if m == "hr" else outputs[(r, m, name)]
             crop = img[y0 : y0 + c, x0 : x0 + c]
             ax.imshow(crop, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            err = crop - hr[y0 : y0 + c, x0 : x0 + c]
-            ax_err.imshow(err, cmap="coolwarm", vmin=-0.15, vmax=0.15, interpolation="nearest")
-            if m == "hr":
-                ax.set_title(f"{name}, ground truth ({c} px crop)", fontsize=9)
-                ax_err.set_title("error colour scale: -0.15 .. 0.15", fontsize=8)
-            else:
-                q = next(q for q in rows if (q["scale"], q["method"], q["image"]) == (r, m, name))
-                ax.set_title(f"x{r} {m}\n{q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}", fontsize=9)
-                ax_err.set_title(f"x{r} {m}: output - truth", fontsize=9)
             ax.axis("off")
             ax_err.axis("off")
+            if m == "hr":  # the truth has no error: its slot holds the error colour bar
+                ax.set_title(f"{name}, ground truth ({c} px crop)", fontsize=9)
+                cax = ax_err.inset_axes([0.4, 0.05, 0.12, 0.85])
+                continue
+            err = crop - hr[y0 : y0 + c, x0 : x0 + c]
+            im = ax_err.imshow(err, cmap="coolwarm", vmin=-0.15, vmax=0.15, interpolation="nearest")
+            if cax is not None:
+                fig.colorbar(im, cax=cax, label="output - truth (clipped at 0.15)", extend="both")
+                cax = None
+            q = next(q for q in rows if (q["scale"], q["method"], q["image"]) == (r, m, name))
+            ax.set_title(f"x{r} {m}\n{q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}", fontsize=9)
+            ax_err.set_title(f"x{r} {m}: output - truth", fontsize=9)
     ctx.savefig(fig, "sr_crops.png")
 
 
@@ -312,6 +316,7 @@ def _plot_checkerboard(ctx, init_maps, rows, curves, scales, methods):
         ax.bar(np.arange(len(kinds)) + (i - (len(scales) - 1) / 2) * width, vals, width,
                label=f"x{s}")  # fmt: skip
     ax.set_yscale("log")
+    log_ticks(ax, "y")
     ax.set_xticks(range(len(kinds)), ["truth" if k == "hr" else k for k in kinds], rotation=25,
                   ha="right", fontsize=9)  # fmt: skip
     ax.set_ylabel("energy share on the stride lattice")

@@ -176,7 +176,7 @@ def _plot_fields(ctx: Context, gm, exact, learned, sigmas, losses) -> None:
     X, Y = torch.meshgrid(lin, lin, indexing="xy")
     pts = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
     levels = (sigmas[-1], sigmas[len(sigmas) // 2])
-    fig, axes = ctx.figure(1, 3, figsize=(15, 5))
+    fig, axes = ctx.figure(1, 3, figsize=(15, 5.6))
     for ax, s in zip(axes[:2], levels, strict=True):
         sv = s.expand(len(pts))
         # Unit arrows: the score's size spans orders of magnitude, its direction is the point.
@@ -193,7 +193,8 @@ def _plot_fields(ctx: Context, gm, exact, learned, sigmas, losses) -> None:
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_aspect("equal")
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+        # below the axes: the arrows fill the whole panel
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9)
     ax = axes[2]
     if losses:
         k = max(1, len(losses) // 100)

@@ -355,7 +355,8 @@ def _plot_tradeoff(ctx, rows, clf_acc, fd_real):
 
 def _plot_grids(ctx, grids, k):
     ws = list(grids)
-    fig, axes = ctx.figure(1, len(ws), figsize=(2.2 * len(ws) + 0.5, 3.6))
+    # a panel's width follows its k columns of digits, so 10 per class are not shrunk to fit
+    fig, axes = ctx.figure(1, len(ws), figsize=((0.3 * k + 0.5) * len(ws) + 0.5, 3.9))
     axes = np.atleast_1d(axes)
     for ax, w in zip(axes, ws, strict=True):
         ax.imshow(_grid_image(grids[w], 10, k), cmap="gray_r", vmin=0, vmax=1)
@@ -368,6 +369,8 @@ def _plot_grids(ctx, grids, k):
 
 
 def _plot_training(ctx, vae_losses, unet_losses, x_show, vae):
+    from deepnotes.utils.plot import log_ticks
+
     fig, (a1, a2, a3) = ctx.figure(
         1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.5]}
     )
@@ -375,9 +378,13 @@ def _plot_training(ctx, vae_losses, unet_losses, x_show, vae):
     a1.set_xlabel("VAE step")
     a1.set_ylabel("reconstruction MSE")
     a1.set_title("autoencoder")
-    a2.plot(unet_losses, alpha=0.4)
+    a2.plot(unet_losses, alpha=0.4, label="per step")
     k = max(1, len(unet_losses) // 50)
-    a2.plot(np.convolve(unet_losses, np.ones(k) / k, mode="valid"), color="k")
+    sm = np.convolve(unet_losses, np.ones(k) / k, mode="valid")
+    a2.plot(np.arange(len(sm)) + k - 1, sm, color="k", label=f"mean of {k} steps")
+    a2.set_yscale("log")  # the first steps' loss is 20x the plateau
+    log_ticks(a2, "y")
+    a2.legend(fontsize=8)
     a2.set_xlabel("UNet step")
     a2.set_ylabel("noise-prediction MSE")
     a2.set_title("latent diffusion")

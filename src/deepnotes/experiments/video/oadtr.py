@@ -216,6 +216,8 @@ def run_oadtr(cfg: OadTRExpConfig, ctx: Context) -> Result:
 
 
 def _plot(ctx, rows, curves, scores, y_te) -> None:
+    from deepnotes.utils.plot import log_ticks
+
     fig, (a1, a2, a3) = ctx.figure(3, 1, figsize=(12, 10), height_ratios=[1, 1.3, 1])
     names = [r["model"] for r in rows]
     xs = np.arange(len(rows))
@@ -241,6 +243,7 @@ def _plot(ctx, rows, curves, scores, y_te) -> None:
     for i, (name, loss) in enumerate(curves.items()):
         a3.plot(loss, lw=1, c=f"C{i}", label=name)
     a3.set_yscale("log")
+    log_ticks(a3, "y")
     a3.set_xlabel("step")
     a3.set_ylabel("training loss")
     a3.set_title("training (OadTR: current + anticipation CE; GRU: current CE)")

@@ -218,6 +218,8 @@ def run_swin(cfg: SwinExpConfig, ctx: Context) -> Result:
                 ),
             }
         )
+    from deepnotes.utils.plot import log_ticks
+
     fig, (ax1, ax2) = ctx.figure(1, 2, figsize=(11, 4.2))
     for name, rs in runs.items():
         steps = [s for s, _ in rs[0]["curve"]]
@@ -234,6 +236,8 @@ def run_swin(cfg: SwinExpConfig, ctx: Context) -> Result:
     ax2.set_xlabel("step")
     ax2.set_ylabel("training cross-entropy (moving mean)")
     ax2.set_yscale("log")
+    log_ticks(ax2, "y")
+    ax2.set_title("training loss")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     ctx.savefig(fig, "swin_vs_vit.png")

@@ -154,16 +154,16 @@ def _plot_training(ctx, losses: list[float], history: list[dict]) -> None:
     ax1.set_ylabel("weighted set loss, all decoder layers\n(moving mean)")
     ax1.set_title("training loss")
     ax1.grid(alpha=0.3)
-    for key, marker in (("AP", "o"), ("AP50", "s"), ("AP75", "^")):
-        ys = [100 * h[key] for h in history]
+    for key, marker in (("AP", "o"), ("AP50", "s"), ("AP75", "^")):  # fractions, as in the table
+        ys = [h[key] for h in history]
         ax2.plot([h["step"] for h in history], ys, marker=marker, label=key)
-        ax2.annotate(f"{ys[-1]:.1f}", (history[-1]["step"], ys[-1]), xytext=(5, 0),
+        ax2.annotate(f"{ys[-1]:.3f}", (history[-1]["step"], ys[-1]), xytext=(5, 0),
                      textcoords="offset points", va="center", fontsize=9)  # fmt: skip
-    top = max(100 * h[key] for h in history for key in ("AP", "AP50", "AP75"))
-    ax2.set_ylim(0, max(1.0, 1.25 * top))
+    top = max(h[key] for h in history for key in ("AP", "AP50", "AP75"))
+    ax2.set_ylim(0, min(1.05, max(0.01, 1.25 * top)))
     ax2.set_xlabel("step")
-    ax2.set_ylabel("COCO AP on held-out scenes (%)")
-    ax2.set_title("detection quality (AP x 100)")
+    ax2.set_ylabel("COCO AP on held-out scenes")
+    ax2.set_title("detection quality")
     ax2.legend()
     ax2.grid(alpha=0.3)
     ctx.savefig(fig, "detr_training.png")
@@ -237,7 +237,9 @@ def _plot_attention(ctx, model, val, cfg, device):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        f"decoder cross-attention (last layer, mean of heads; {h}×{w} feature grid)", fontsize=9
+        f"decoder cross-attention (last layer, mean of heads; {h}×{w} feature grid)\n"
+        "bright = more attention, each panel scaled to its own maximum",
+        fontsize=9,
     )
     ctx.savefig(fig, "detr_attention.png")
 

@@ -221,13 +221,14 @@ def _plot(ctx, rows, curves, scores, y_te) -> None:
     fig, (a1, a2, a3) = ctx.figure(3, 1, figsize=(12, 10), height_ratios=[1, 1.3, 1])
     names = [r["model"] for r in rows]
     xs = np.arange(len(rows))
-    a1.bar(xs, [r["per_frame_mAP"] * 100 for r in rows], 0.5, color=["C0", "C1", "C2"])
+    a1.bar(xs, [r["per_frame_mAP"] for r in rows], 0.5, color=["C0", "C1", "C2"])  # as in the table
     for x, r in zip(xs, rows, strict=True):
-        a1.text(x, r["per_frame_mAP"] * 100 + 1, f"{r['per_frame_mAP'] * 100:.1f}%\n"
+        a1.text(x, r["per_frame_mAP"] + 0.01, f"{r['per_frame_mAP']:.3f}\n"
                 f"{r['latency_ms_per_frame']:.2f} ms/frame", ha="center", fontsize=8)  # fmt: skip
     a1.set_xticks(xs, names)
-    a1.set_ylim(0, 119)
-    a1.set_ylabel("per-frame mAP (%)")
+    a1.set_ylim(0, 1.19)
+    a1.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    a1.set_ylabel("per-frame mAP")
     a1.set_title("online detection on the test stream (text: mAP, streaming latency)")
     n = min(300, len(y_te))
     t = np.arange(n)

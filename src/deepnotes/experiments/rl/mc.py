@@ -102,6 +102,8 @@ def run(cfg: MCConfig, ctx: Context) -> Result:
         r = results[name]
         v = (r.pi * r.q).sum(1)
         draw_grid(env, v, r.pi, f"{name}:\nvalues of the q-estimate and the policy", ax=ax)
+    fig.suptitle("orange: forbidden, cyan: target; arrows: actions of probability >= 0.05, length "
+                 "~ probability; circle: stay", fontsize=10)  # fmt: skip
     ctx.savefig(fig, "mc_policies.png")
     notes = [
         f"episodes of {cfg.episode_length} used steps + {cfg.horizon} steps of horizon for returns",

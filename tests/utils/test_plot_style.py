@@ -55,3 +55,22 @@ def test_labels_do_not_overlap(seed):
         for j in range(i + 1, len(boxes)):
             assert not boxes[i].overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
     plt.close(fig)
+
+
+def test_labels_keep_clear_of_every_marker(seed):
+    """clear_px: no label box comes within that many pixels of any point, its own included."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    rng = np.random.default_rng(seed)
+    xs, ys = list(rng.uniform(0, 1, 16)), list(rng.uniform(0, 1, 16))
+    ax.scatter(xs, ys, s=40)
+    texts = label_points(ax, xs, ys, [f"m{i}" for i in range(16)], clear_px=5)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    pts = ax.transData.transform(list(zip(xs, ys, strict=True)))
+    for t in texts:
+        bb = t.get_window_extent(r).expanded(1.0, 1.0)
+        for qx, qy in pts:
+            near_x = bb.x0 - 4 <= qx <= bb.x1 + 4  # 5 px asked, 1 px for rounding
+            assert not (near_x and bb.y0 - 4 <= qy <= bb.y1 + 4), t.get_text()
+    plt.close(fig)

@@ -75,10 +75,15 @@ def series_styles(names: Sequence[str]) -> dict[str, dict]:
     return out
 
 
-def label_points(ax, xs, ys, labels, *, fontsize: float = 8, color=None, pad_px: float = 2.0):
+def label_points(
+    ax, xs, ys, labels, *, fontsize: float = 8, color=None, pad_px: float = 2.0,
+    clear_px: float = 0.0,
+):  # fmt: skip
     """Annotate points without overlapping labels: each label tries offsets around its point
     (right, above, left, below, then further out) and takes the first whose box overlaps no
-    placed label and no other point. Returns the text artists."""
+    placed label and no other point. `clear_px` > 0 also keeps every box that far from every
+    point's centre, its own included (the marker's radius in pixels: a label then never
+    touches a marker). Returns the text artists."""
     fig = ax.figure
     fig.canvas.draw()  # fixes the data -> pixel transform
     renderer = fig.canvas.get_renderer()
@@ -98,10 +103,11 @@ def label_points(ax, xs, ys, labels, *, fontsize: float = 8, color=None, pad_px:
                 x0 = cx if dx > 0 else (cx - w if dx < 0 else cx - w / 2)
                 y0 = cy - h / 2
                 box = (x0, y0, x0 + w, y0 + h)
+                m = clear_px
                 hit = any(_overlap(box, b) for b in placed) or any(
-                    box[0] <= qx <= box[2] and box[1] <= qy <= box[3]
+                    box[0] - m <= qx <= box[2] + m and box[1] - m <= qy <= box[3] + m
                     for j, (qx, qy) in enumerate(pts)
-                    if j != i
+                    if j != i or m > 0
                 )
                 if not hit:
                     best = box

@@ -145,14 +145,15 @@ def plot_curves(
 ) -> None:  # fmt: skip
     """Training loss (thin) and validation loss (markers) of several runs against `x`, in
     bits per byte like the tables: nats / ln 2 / bytes_per_token (1 for byte-level LMs).
-    Each run keeps its name's style (`series_style`) in every plot."""
+    Each run keeps its name's style (`series_style`) in every plot; the legend sits right
+    of the axes, where it covers no curve."""
     import math
 
-    from deepnotes.utils.plot import log_if_wide, series_styles
+    from deepnotes.utils.plot import log_if_wide, log_ticks, series_styles
 
     scale = 1.0 / (math.log(2) * bytes_per_token)
     styles = series_styles(list(runs))
-    fig, ax = ctx.figure(figsize=(7.5, 4.6))
+    fig, ax = ctx.figure(figsize=(8.5 if len(runs) > 6 else 8, 4.6))
     all_x = []
     for label, r in runs.items():
         st = styles[label]
@@ -163,20 +164,21 @@ def plot_curves(
         ev = [h for h in r.history if "val_loss" in h]
         ax.plot([h[x] for h in ev], [h["val_loss"] * scale for h in ev], color=st["color"],
                 marker=st["marker"], linestyle=st["linestyle"], ms=4, label=label)  # fmt: skip
-    if x == "time":
-        log_if_wide(ax, all_x, "x")
+    if x == "time" and log_if_wide(ax, all_x, "x"):
+        log_ticks(ax, "x")  # "0.1", "10" rather than 10^-1, 10^1
     ax.set_xlabel({"step": "step", "time": "training time (s)"}.get(x, x))
     ax.set_ylabel("bits / byte (line: train, markers: validation)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2 if len(runs) > 6 else 1)
+    ax.legend(fontsize=7, ncol=2 if len(runs) > 12 else 1, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # fmt: skip
     ctx.savefig(fig, name)
 
 
 def plot_bpb_vs_speed(ctx, rows: list[dict], name: str = "bpb_vs_speed.png") -> None:
     """The arena's quality-vs-speed scatter: rows with "mixer", "train_tok_s", "val_bpb"
     (the table's units), each mixer in its fixed style, labels placed without overlaps."""
-    from deepnotes.utils.plot import label_points, log_if_wide, quiet_minor_ticks, series_styles
+    from deepnotes.utils.plot import label_points, log_if_wide, log_ticks, series_styles
 
     rows = [r for r in rows if r.get("val_bpb") is not None and r.get("train_tok_s")]
     styles = series_styles([r["mixer"] for r in rows])
@@ -192,10 +194,10 @@ def plot_bpb_vs_speed(ctx, rows: list[dict], name: str = "bpb_vs_speed.png") -> 
         ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.12 * span)
     if not log_if_wide(ax, xs, "x", decades=1.0):
         ax.set_xscale("log")  # speeds compare as ratios
-        quiet_minor_ticks(ax, "x")
+    log_ticks(ax, "x")  # "20k", "50k" rather than 10^4 alone
     ax.set(xlabel="training tokens / s (log scale)", ylabel="validation bits / byte",
            title="quality vs speed (lower right is better)")  # fmt: skip
     ax.grid(alpha=0.3, which="both")
-    label_points(ax, xs, ys, [r["mixer"] for r in rows], color=[styles[r["mixer"]]["color"]
-                 for r in rows])  # fmt: skip
+    label_points(ax, xs, ys, [r["mixer"] for r in rows], clear_px=6,
+                 color=[styles[r["mixer"]]["color"] for r in rows])  # fmt: skip
     ctx.savefig(fig, name)

@@ -194,9 +194,10 @@ def _ldm_unet(res, ctx, path):
 def _medusa_bench(res, ctx, path):
     from deepnotes.bench.llm.medusa import _plot
 
-    c = _cfg(res)
-    _plot(ctx, res["table"], f"Medusa, batch 1, {c.dtype}, {c.new_tokens} new tokens, "
-                             f"{res.get('device', '')}")  # fmt: skip
+    c, dev = _cfg(res), res.get("device", "")
+    graphs = ", CUDA graphs" if getattr(c, "cuda_graph", False) and dev == "cuda" else ""
+    title = f"Medusa, batch 1, {c.dtype}, {c.new_tokens} new tokens, {dev}{graphs}"
+    _plot(ctx, res["table"], title)
 
 
 @plotter("kernels-tuning")

@@ -270,13 +270,15 @@ def _plot(ctx: Context, rows: list[dict], title: str) -> None:
     else:
         fig, ax = ctx.figure(figsize=(width, 4.6))
     ax.bar(range(len(rows)), [r["speedup"] for r in rows], color="tab:blue")
-    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.axhline(1.0, color="k", lw=1, ls="--", zorder=0.5)  # under the bars and their labels
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows], fontsize=8, rotation=30,
                   ha="right")  # fmt: skip
     for i, r in enumerate(rows):
         pred = r.get("predicted_length")
         text = f"{r['mean_accepted_length']:.2f}" + (f"\n({pred:.2f})" if pred else "")
-        ax.text(i, r["speedup"], text, ha="center", va="bottom", fontsize=7)
+        ax.annotate(text, (i, r["speedup"]), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7,
+                    bbox={"fc": "white", "ec": "none", "pad": 0.5})  # fmt: skip
     pred = " (predicted)" if any(r.get("predicted_length") for r in rows) else ""
     ax.set(ylabel="speed-up over greedy (cached forward)",
            title=f"{title}\non the bars: tokens/forward{pred}")  # fmt: skip
@@ -293,7 +295,8 @@ def _plot(ctx: Context, rows: list[dict], title: str) -> None:
         ax2.plot(x, [r["tree_overhead"] for r in opt], "^-", color="tab:red",
                  label="tree overhead (x one-token forward)")  # fmt: skip
         ax2.axhline(1.0, color="k", lw=1, ls="--")
-        ax2.set(xlabel="tree nodes (base token included)", title="optimal trees by size")
+        ax2.set(xlabel="tree nodes (base token included)", title="optimal trees by size",
+                ylabel="speed-up / tokens per forward / overhead")  # fmt: skip
         ax2.title.set_fontsize(10)
         ax2.set_xticks(x)
         ax2.grid(alpha=0.3)

@@ -281,14 +281,29 @@ def bench_arena_kernels(cfg: ArenaKernelsConfig, ctx: Context) -> Result:
 
 
 def _plot(ctx: Context, rows: list[dict]) -> None:
-    fig, ax = ctx.figure(figsize=(7, 3.8))
+    """Kernel / torch tokens/s per mixer and phase, on a log axis (a ratio of 0.5 is as far
+    from 1 as 2 is) with bars drawn from 1 (a slow-down points down), each labelled."""
+    from deepnotes.utils.plot import log_ticks
+
+    fig, ax = ctx.figure(figsize=(7.5, 4))
     width = 0.27
-    for j, what in enumerate(("train", "fwd", "gen")):
+    phases = {"train": "training step", "fwd": "forward (no grad)", "gen": "generation"}
+    vals = []
+    for j, (what, label) in enumerate(phases.items()):
         xs = [i + (j - 1) * width for i in range(len(rows))]
-        ax.bar(xs, [r[f"{what}_speedup"] or 0 for r in rows], width, label=what)
+        ys = [r[f"{what}_speedup"] for r in rows]
+        bars = ax.bar(xs, [y - 1 if y else float("nan") for y in ys], width, label=label,
+                      bottom=1)  # fmt: skip
+        ax.bar_label(bars, [f"{y:.2f}" if y and y < 10 else f"{y:.1f}" if y else "" for y in ys],
+                     fontsize=7, padding=1)  # fmt: skip
+        vals += [y for y in ys if y]
+    ax.set_yscale("log")
+    lo, hi = min([*vals, 1.0]), max([*vals, 1.0])
+    ax.set_ylim(min(lo / 1.5, 0.5), hi * 1.8)  # a labelled tick under 1; room for labels
+    log_ticks(ax, "y")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(rows)), [r["mixer"] for r in rows])
-    ax.set(ylabel="tokens/s: kernel / torch", title="arena LM: kernel path vs PyTorch path")
-    ax.legend(fontsize=8)
+    ax.set(ylabel="tokens/s: kernel / torch (log)", title="arena LM: kernel path vs PyTorch path")
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     ctx.savefig(fig, "arena_kernels.png")

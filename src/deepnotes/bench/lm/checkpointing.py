@@ -152,8 +152,10 @@ def _plot(ctx: Context, rows: list[dict], cfg, device: str) -> None:
         axes[0].plot([r["depth"] for r in pts], [r["peak_mb"] for r in pts], "o-", label=s)
         axes[1].plot([r["depth"] for r in pts], [r["step_ms"] for r in pts], "o-", label=s)
     axes[0].set(xlabel="depth L (blocks)", ylabel="peak memory of fwd+bwd (MiB)",
-                title=f"B={cfg.batch} T={cfg.seq_len} D={cfg.d_model} {cfg.dtype}")  # fmt: skip
-    axes[1].set(xlabel="depth L (blocks)", ylabel="fwd+bwd time (ms)", title=device)
+                title="peak memory")  # fmt: skip
+    axes[1].set(xlabel="depth L (blocks)", ylabel="fwd+bwd time (ms)", title="step time")
+    fig.suptitle(f"activation checkpointing: B={cfg.batch} T={cfg.seq_len} D={cfg.d_model} "
+                 f"{cfg.dtype}, {device}")  # fmt: skip
     for ax in axes:
         ax.legend(title="checkpointing")
         ax.grid(alpha=0.3)

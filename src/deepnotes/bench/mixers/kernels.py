@@ -337,6 +337,23 @@ def _ratios(rows: list[dict], metrics: dict) -> None:
             metrics[f"{r['op']}/D{o['D']}/T{r['T']}/{phase}_x_{r['impl']}"] = ratio
 
 
+def _widen_to_125(ax) -> None:
+    """Stretch a log y axis out to the nearest 1-2-5 values around its limits (when it spans
+    at most 2.5 decades, where `log_ticks` labels 1-2-5 steps), so that no point lies beyond
+    the last labelled tick."""
+    import math
+
+    lo, hi = ax.get_ylim()
+    if lo <= 0 or math.log10(hi / lo) > 2.5:
+        return
+    e0, e1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = [m * 10.0**e for e in range(e0, e1 + 1) for m in (1, 2, 5)]
+    new_lo = max(v for v in steps if v <= lo * 1.0001)
+    new_hi = min(v for v in steps if v >= hi / 1.0001)
+    if math.log10(new_hi / new_lo) <= 2.5:
+        ax.set_ylim(new_lo / 1.08, new_hi * 1.08)
+
+
 def _plot(rows, ctx):
     """One panel per op: forward+backward median ms against T, log-log; colour = implementation,
     line style = head dim D (two legends beside the panel). Ticks sit at the measured T and
@@ -361,6 +378,7 @@ def _plot(rows, ctx):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         log_ticks(ax, "x", at=[r["T"] for r in sel])
+        _widen_to_125(ax)  # a labelled tick below the fastest point and above the slowest
         log_ticks(ax, "y")
         ax.set_title(f"{op}: forward+backward")
         ax.set_xlabel("sequence length T (B*T fixed)")

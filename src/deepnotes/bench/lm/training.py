@@ -20,7 +20,7 @@ from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train.lm import lm_eval_fn
 from deepnotes.train.optim import build_optimizer, param_groups
 from deepnotes.train.trainer import TrainConfig, Trainer
-from deepnotes.utils.plot import log_ticks
+from deepnotes.utils.plot import MARKERS, log_if_wide, log_ticks
 from deepnotes.utils.timing import time_ms
 
 
@@ -118,11 +118,16 @@ def bench_training(cfg: TrainingBenchConfig, ctx: Context) -> Result:
     n_params = model.num_params()
 
     fig, ax = ctx.figure(figsize=(7, 4))
-    for v, (x, y) in curves.items():
-        ax.plot(x, y, label=v)
+    for i, (v, (x, y)) in enumerate(curves.items()):
+        # one colour and marker each; markers staggered between variants tell apart the
+        # curves that coincide (same arithmetic, different precision or implementation)
+        every = max(1, len(x) // 10)
+        ax.plot(x, y, color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.2,
+                label=v, markevery=(i * every // len(curves), every))  # fmt: skip
     title = f"LM d={cfg.d_model} L={cfg.n_layers} T={cfg.seq_len} B={cfg.batch_size}"
-    ax.set(xlabel="step", ylabel="training loss (nats/byte)", yscale="log", title=title)
-    log_ticks(ax, "y")  # the loss spans less than a decade: 1-2-5 labels, not one or two
+    ax.set(xlabel="step", ylabel="training loss (nats/byte)", title=title)
+    if log_if_wide(ax, [v for _, y in curves.values() for v in y], "y", decades=1.0):
+        log_ticks(ax, "y")  # a loss spanning decades: plain labels at 1-2-5 or decades
     ax.legend()
     ax.grid(alpha=0.3)
     ctx.savefig(fig, "training.png")

@@ -72,9 +72,12 @@ def run_perceptron(cfg: PerceptronConfig, ctx: Context) -> Result:
     ax.set_title("decision boundaries")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.legend(fontsize=9, loc="upper left")
+    # under the panel: inside, it covered the boundary with bias
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+    look = {"with bias": "g-o", "without bias": "k--"}  # the boundaries' styles on the left
     for name, r in runs.items():
-        ax2.plot(range(1, len(r.errors) + 1), r.errors, label=name)
+        ax2.plot(range(1, len(r.errors) + 1), r.errors, look.get(name, "-"), ms=4, lw=1,
+                 label=name)  # fmt: skip
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("mistakes in the epoch")
     ax2.set_title("perceptron rule")

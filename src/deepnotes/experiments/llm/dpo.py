@@ -241,11 +241,16 @@ def _plot(ctx, history, rows, cfg):
     for part, style in (("train", "-"), ("held-out", "o-")):
         a1.plot(s, [h[f"{part} rewards/accuracies"] for h in history], style, ms=3, label=part)
         a2.plot(s, [h[f"{part} rewards/margins"] for h in history], style, ms=3, label=part)
-    a1.set(xlabel="step", ylabel="rewards/accuracies", title="DPO implicit-reward accuracy")
+    a1.set(xlabel="step", ylabel="rewards/accuracies (share of pairs)",
+           title="DPO implicit-reward accuracy")  # fmt: skip
     a2.set(xlabel="step", ylabel="rewards/margins (nats x beta)", title="DPO reward margin")
+    # accuracy axis from at most 0.5 (chance for a pair): the legend's corner stays empty
+    low = min(h[f"{p} rewards/accuracies"] for h in history for p in ("train", "held-out"))
+    a1.set_ylim(min(0.45, low - 0.05), 1.03)
+    a1.legend(fontsize=8, loc="lower right")
+    a2.legend(fontsize=8, loc="upper left")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
     a3.barh(range(len(rows)), [r["marker_rate"] for r in rows], color="tab:purple")
     a3.set_yticks(range(len(rows)), [r["method"] for r in rows], fontsize=8)
     a3.set(xlabel=f"share of responses containing {cfg.marker!r}", title="preferred property")

@@ -234,5 +234,6 @@ def _plot(ctx: Context, curves: dict[str, list[dict]]) -> None:
     )
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=9)
+    # one legend, in the length panel's empty top right: the accuracy curves fill theirs
+    a2.legend(fontsize=9, loc="upper right")
     ctx.savefig(fig, "kimi_rl.png")

@@ -110,7 +110,7 @@ def _plot(cfg, ctx, rows, recs, s1, f1, sS, fS):
     ax.plot(s1, f1, "k", lw=2, label="signal")
     ax.plot(s1, recs[("legs", "", n)], label=f"LegS N={n}")
     ax.plot(s1, recs[("legt", "", n)], "--", label=f"LegT N={n}")
-    ax.set(title="reconstruction from the final state", xlabel="time / length")
+    ax.set(title="reconstruction from the final state", xlabel="time / length", ylabel="f(t)")
     ax = axes[1]
     ax.plot(sS, fS, "k", lw=2, label=f"signal stretched x{S}")
     ax.plot(sS, recs[("legs", f"_x{S}", n)], label=f"LegS N={n}")
@@ -118,9 +118,16 @@ def _plot(cfg, ctx, rows, recs, s1, f1, sS, fS):
     ax.set(title=f"same signal stretched x{S}", xlabel="time / length")
     ax = axes[2]
     Ns = [r["N"] for r in rows]
-    for key, style in (("legs", "o-"), ("legt", "s-"), (f"legs_x{S}", "o:"), (f"legt_x{S}", "s:")):
-        ax.semilogy(Ns, [r[key] for r in rows], style, label=key)
-    ax.set(title="relative error vs state size N", xlabel="N")
+    # LegS blue, LegT orange as on the left; dotted: the stretched signal
+    for key, style, label in (
+        ("legs", "C0o-", "LegS"), ("legt", "C1s--", "LegT"),
+        (f"legs_x{S}", "C0o:", f"LegS, stretched x{S}"),
+        (f"legt_x{S}", "C1s:", f"LegT, stretched x{S}"),
+    ):  # fmt: skip
+        ax.semilogy(
+            Ns, [r[key] for r in rows], style, label=label, mfc="none" if "_x" in key else None
+        )
+    ax.set(title="relative error vs state size N", xlabel="N", ylabel="relative RMS error")
     ax.set_xscale("log", base=2)
     ax.set_xticks(Ns, [str(v) for v in Ns])
     ax.minorticks_off()

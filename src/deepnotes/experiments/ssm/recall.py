@@ -294,15 +294,18 @@ def _notes(rows, cfg, per_run, workers, tasks):
 
 
 def _plot(ctx, rows, mixers, tasks, widths):
+    from deepnotes.utils.plot import series_styles
+
+    styles = series_styles(mixers)  # each mixer's style of every plot of the project
     fig, axes = ctx.figure(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for i, mixer in enumerate(mixers):
+        for mixer in mixers:
             pts = sorted(
                 (r["width"], r["acc"])
                 for r in rows
                 if r["mixer"] == mixer and r["task"] == task and r["acc"] is not None
             )
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=mixer)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], **styles[mixer], label=mixer)
         ax.set(title=task, xlabel="model width", ylim=(-0.02, 1.02))
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [str(w) for w in widths])

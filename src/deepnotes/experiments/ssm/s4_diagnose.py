@@ -327,7 +327,17 @@ def _plot_curves(ctx, runs, baseline, first_op):
         ev = [e for e in h if "eval_acc" in e]
         a2.plot([e["step"] for e in ev], [e["eval_acc"] for e in ev], "o-", ms=3,
                 color=line.get_color(), label=name)  # fmt: skip
-    a1.axhline(math.log(10), color="k", ls=":", lw=1, label="ln 10 (uniform)")
+    a1.axhline(math.log(10), color="k", ls=":", lw=1)
+    a1.annotate(
+        "ln 10 (uniform)",
+        (1.0, math.log(10)),
+        xycoords=("axes fraction", "data"),
+        xytext=(-2, 2),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
     a1.set(xlabel="optimizer step", ylabel="training loss (mean of 10 steps)",
            title="Training loss")  # fmt: skip
     a2.axhline(baseline, color="k", ls="--", lw=1, label="majority class")
@@ -336,7 +346,8 @@ def _plot_curves(ctx, runs, baseline, first_op):
     a2.set(xlabel="optimizer step", ylabel="held-out accuracy", title="Held-out accuracy")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+    # one legend beside the panels: inside, the curves (which fill both) ran through it
+    a2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     ctx.savefig(fig, "s4_diagnose_curves.png")
 
 

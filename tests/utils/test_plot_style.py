@@ -74,3 +74,18 @@ def test_labels_keep_clear_of_every_marker(seed):
             near_x = bb.x0 - 4 <= qx <= bb.x1 + 4  # 5 px asked, 1 px for rounding
             assert not (near_x and bb.y0 - 4 <= qy <= bb.y1 + 4), t.get_text()
     plt.close(fig)
+
+
+def test_few_series_get_distinct_colours():
+    from deepnotes.utils.plot import few_series_styles
+
+    names = ["dense", "switch", "top2"]  # hashed colours of the last two collide with dense's
+    st = few_series_styles(names)
+    assert len({s["color"] for s in st.values()}) == 3
+    assert st["dense"] == series_style("dense")  # a known name keeps its fixed style
+    eight = ["relu", "gelu", "silu", "glu", "bilinear", "reglu", "geglu", "swiglu"]
+    st = few_series_styles(eight)
+    assert len({s["color"] for s in st.values()}) == 8 and list(st) == eight
+    assert st["relu"] == series_style("relu") and st["gelu"] == series_style("gelu")
+    many = [f"run{i}" for i in range(12)]
+    assert few_series_styles(many) == series_styles(many)

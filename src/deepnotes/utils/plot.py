@@ -75,6 +75,30 @@ def series_styles(names: Sequence[str]) -> dict[str, dict]:
     return out
 
 
+def few_series_styles(names: Sequence[str]) -> dict[str, dict]:
+    """Styles for a plot of at most ten series in which no two share a colour: names in
+    `KNOWN` (and their "base[tag]" variants) keep their fixed style; any other name keeps
+    its own marker and line style but takes the first colour that no series before it
+    uses (hashed colours often collide). More than ten names: `series_styles`."""
+    if len(names) > len(COLORS):
+        return series_styles(names)
+    out: dict[str, dict] = {}
+    fixed = [n for n in names if n in _SLOT or ((m := _VARIANT.match(n)) and m.group(1) in _SLOT)]
+    used = set()
+    for n in fixed:
+        out[n] = series_style(n)
+        used.add(out[n]["color"])
+    for n in names:
+        if n in out:
+            continue
+        st = dict(series_style(n))
+        if st["color"] in used:
+            st["color"] = next(c for c in COLORS if c not in used)
+        used.add(st["color"])
+        out[n] = st
+    return {n: out[n] for n in names}
+
+
 def label_points(
     ax, xs, ys, labels, *, fontsize: float = 8, color=None, pad_px: float = 2.0,
     clear_px: float = 0.0,

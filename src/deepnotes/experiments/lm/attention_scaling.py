@@ -35,6 +35,7 @@ from deepnotes.layers.init import init_std
 from deepnotes.mixers.softmax import SoftmaxAttention
 from deepnotes.models.lm import LMConfig, build_lm
 from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.plot import few_series_styles
 
 # name -> (init scheme, attention_scale): None = 1/sqrt(d_head), 1.0 = no division
 VARIANTS = {
@@ -268,10 +269,11 @@ def run(cfg: AttentionScalingConfig, ctx: Context) -> Result:
     bar.close()
     plot_curves(ctx, runs, "loss_curves.png", "byte-level LM on KJV: attention scale and init")
     fig, ax = ctx.figure(figsize=(7, 4.2))
-    for i, (name, r) in enumerate(runs.items()):
+    styles = few_series_styles(list(runs))  # the loss plot's styles
+    for name, r in runs.items():
         ev = [h for h in r.history if "attn_entropy" in h]
-        ax.plot([h["step"] for h in ev], [h["attn_entropy"] for h in ev], "o-", ms=3,
-                color=f"C{i}", label=name)  # fmt: skip
+        ax.plot([h["step"] for h in ev], [h["attn_entropy"] for h in ev], ms=4,
+                **styles[name], label=name)  # fmt: skip
     if runs:
         uni = next(h for h in next(iter(runs.values())).history if "attn_entropy" in h)
         ax.axhline(uni["attn_entropy_uniform"], color="k", ls=":", lw=1, label="uniform rows")

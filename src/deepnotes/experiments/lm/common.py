@@ -145,14 +145,15 @@ def plot_curves(
 ) -> None:  # fmt: skip
     """Training loss (thin) and validation loss (markers) of several runs against `x`, in
     bits per byte like the tables: nats / ln 2 / bytes_per_token (1 for byte-level LMs).
-    Each run keeps its name's style (`series_style`) in every plot; the legend sits right
-    of the axes, where it covers no curve."""
+    Each run keeps its name's style (`series_style`; up to ten runs, unknown names take
+    colours no other run has: `few_series_styles`); the legend sits right of the axes,
+    where it covers no curve."""
     import math
 
-    from deepnotes.utils.plot import log_if_wide, log_ticks, series_styles
+    from deepnotes.utils.plot import few_series_styles, log_if_wide, log_ticks
 
     scale = 1.0 / (math.log(2) * bytes_per_token)
-    styles = series_styles(list(runs))
+    styles = few_series_styles(list(runs))
     fig, ax = ctx.figure(figsize=(8.5 if len(runs) > 6 else 8, 4.6))
     all_x = []
     for label, r in runs.items():

@@ -147,7 +147,9 @@ def run(cfg: MoEConfig, ctx: Context) -> Result:
             ax.axhline(1.0, color="k", lw=0.5)
             ax.set(xlabel="step", ylabel="share of routing assignments served", ylim=(0, 1.02),
                    title=f"{name}: expert load (mean over MoE layers)")  # fmt: skip
-            ax.legend(fontsize=7, loc="lower right")
+        # beside the last panel (the stacks fill every panel); the white gap under 1: dropped
+        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                           title="gap to 1: dropped", title_fontsize=8)  # fmt: skip
         ctx.savefig(fig, "expert_load.png")
     metrics = {f"val_loss[{row['variant']}]": row["val_loss"] for row in table}
     history = {  # per MoE run: [step, drop_frac, balance_loss, load of each expert ...]

@@ -218,7 +218,7 @@ def run_swin(cfg: SwinExpConfig, ctx: Context) -> Result:
                 ),
             }
         )
-    from deepnotes.utils.plot import log_ticks
+    from deepnotes.utils.plot import log_if_wide, log_ticks
 
     fig, (ax1, ax2) = ctx.figure(1, 2, figsize=(11, 4.2))
     for name, rs in runs.items():
@@ -235,8 +235,8 @@ def run_swin(cfg: SwinExpConfig, ctx: Context) -> Result:
     ax1.grid(alpha=0.3)
     ax2.set_xlabel("step")
     ax2.set_ylabel("training cross-entropy (moving mean)")
-    ax2.set_yscale("log")
-    log_ticks(ax2, "y")
+    if log_if_wide(ax2, [v for line in ax2.get_lines() for v in line.get_ydata()], "y", 1.0):
+        log_ticks(ax2, "y")  # a decade or more; under one, a linear axis labels it better
     ax2.set_title("training loss")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)

@@ -4,7 +4,8 @@ At a fixed token count (B*T) and model width (H*D), for each sequence length T:
 - softmax attention: `flash_attn` (ours) vs torch SDPA (whichever backend it picks, recorded)
   and the explicit reference where its T x T matrix fits;
 - causal linear attention: `chunk_linear_attn` (ours) vs fla's `chunk_linear_attn`
-  (`fla-core`, optional) and the chunked PyTorch form;
+  (`fla-core`, optional) and the chunked PyTorch form; beside it the sequence-parallel form
+  (`seg-<n>` rows, one per segment count in `linear_segments`);
 - FLASH/GAU mixed-chunk attention: `chunk_gau` (ours) vs the chunked PyTorch form and vs SDPA
   at the same width (S = 128 shared q/k width, E = H*D values, one head);
 - the Mamba selective scan: `selective_scan` (ours: the step-by-step forward) vs the chunked
@@ -43,6 +44,9 @@ class KernelsBenchConfig:
     )  # GAU: linear in T up to 64k
     gau_chunk: int = 256  # FLASH's chunk length C
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
+    linear_segments: list[int] = field(
+        default_factory=lambda: [4, 16]
+    )  # segment counts of the sequence-parallel linear attention timed beside ours (empty: none)
     scan_state: int = 16  # N, Mamba's default state size
     scan_chunks: list[int] = field(
         default_factory=lambda: [64, 128, 256]
@@ -160,6 +164,7 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
 
 def bench_linear(cfg, ctx, kernels, rows, notes):
     from deepnotes.ops.linear_attention import chunk_linear_attn, torch_chunk_linear_attn
+    from deepnotes.ops.linear_attention.triton_segmented import segmented_chunk_linear_attn
 
     dt = _dtype(cfg.dtype)
     fla = _fla() if cfg.peers and ctx.device.type == "cuda" else None
@@ -181,6 +186,12 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                     (q, k, v),
                     cot,
                 )
+                for n in cfg.linear_segments:
+                    impls[f"seg-{n}"] = (
+                        lambda q, k, v, n=n: segmented_chunk_linear_attn(q, k, v, segments=n)[0],
+                        (q, k, v),
+                        cot,
+                    )
             if fla is not None:
                 # fla's layout is [B, T, H, D]; transposed copies are made outside the timing
                 ft = [t.transpose(1, 2).contiguous() for t in (q, k, v)]
@@ -203,6 +214,12 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                 )
             del q, k, v, cot
     notes.append("chunk_linear_attn: causal, normalize=True, q/k already feature-mapped (elu+1)")
+    if kernels and cfg.linear_segments:
+        notes.append(
+            "chunk_linear_attn seg-<n>: the sequence-parallel form (n segments from their "
+            "prefix states, triton_segmented.py); fwdbwd_x_seg-<n> = its time / ours, > 1 "
+            "means the one-walk kernel is faster"
+        )
 
 
 def bench_gau(cfg, ctx, kernels, rows, notes):

@@ -88,6 +88,20 @@ def test_read_draws_the_digit_string():
         assert n >= len(s.answer)  # every digit is at least one blob (some, like 0, one)
 
 
+def test_read_font_dot_sizes_follow_the_config():
+    """At scale 0.5, digit_dot 4 px gives 2-px dots (a 6 x 10 glyph), small_digit_dot 2 px
+    gives 1-px dots (3 x 5); one digit per question, so the white box is the glyph."""
+    gen = only("read", scale=0.5, digit_len=(1, 1), digit_dot=(4, 4), small_digit_dot=2.0,
+               small_frac=0.5)  # fmt: skip
+    seen = set()
+    for s in gen.samples(12):
+        ys, xs = np.nonzero((s.image > 0.9).all(0).numpy())
+        k = 1 if s.small else 2
+        assert len(s.answer) == 1 and (np.ptp(ys) + 1, np.ptp(xs) + 1) == (5 * k, 3 * k)
+        seen.add(k)
+    assert seen == {1, 2}
+
+
 def test_sequence_layout_and_answer_mask():
     s = VQAGenerator(VQAConfig(scale=0.5), seed=1).sample()
     ids, mask = build_sequence(s, 5)
@@ -106,3 +120,7 @@ def test_bad_config():
         VQAGenerator(VQAConfig(qtypes=("poetry",)))
     with pytest.raises(ValueError, match="scale"):
         VQAGenerator(VQAConfig(scale=0.0))
+    with pytest.raises(ValueError, match="digit_len"):
+        VQAGenerator(VQAConfig(digit_len=(0, 2)))
+    with pytest.raises(ValueError, match="digit_dot"):
+        VQAGenerator(VQAConfig(digit_dot=(3.0, 2.0)))

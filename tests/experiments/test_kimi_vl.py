@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from deepnotes.data.vqa import VQAConfig
+from deepnotes import jobs
+from deepnotes.data.vqa import VQAConfig, VQASample
 from deepnotes.experiments.llm.kimi_vl import (
     KimiVLExperimentConfig,
     _batch,
     build_model,
     evaluate,
     generate,
+    majority_answer,
 )
+from deepnotes.job_checks import ConfigError
 
 PRIOR = 1 / 6  # six colours, drawn uniformly
 
@@ -66,3 +69,57 @@ def test_without_centring_the_tiny_model_stays_at_the_prior():
     """The failure the centring fixes, shown on the same data, seed and steps."""
     acc, blank = train_colour(center=False, seed=0)
     assert acc < 0.35 and abs(acc - blank) < 0.1, (acc, blank)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"digit_len": "0,2"},
+        {"digit_len": "3"},
+        {"digit_dot": "4,2"},
+        {"digit_dot": "a,b"},
+        {"small_digit_dot": 0.0},
+        {"distractors": "2,1"},
+        {"small_frac": 1.5},
+        {"qtypes": "read,poetry"},
+        {"modes": "native,round"},
+        {"loss_per": "word"},
+        {"pad": "white"},
+    ],
+)
+def test_bad_config_values_are_refused_before_the_run(bad, tmp_path):
+    job = jobs.EXPERIMENTS.get("kimi-vl")
+    with pytest.raises(ConfigError, match=next(iter(bad)).replace("_", "-")):
+        jobs.run_job(job, job.make_config("cpu-native", **bad), out=tmp_path / "x", quiet=True)
+    assert not (tmp_path / "x").exists()
+
+
+def test_majority_answer_is_the_text_only_prior():
+    def s(q, a):
+        return VQASample(torch.zeros(3, 2, 2), q.split(), a.split(), "read", False, (2, 2))
+
+    train = [s("read the digits ?", "7"), s("read the digits ?", "7"), s("read the digits ?", "1")]
+    train += [s("how many circle ?", "2")]
+    held = [s("read the digits ?", "7"), s("read the digits ?", "1"), s("how many square ?", "1")]
+    assert majority_answer(train, held).tolist() == [True, False, False]
+
+
+def test_cpu_native_preset_runs_and_pairs_the_two_inputs(tmp_path):
+    """The preset at a tiny size: reading only, one paired McNemar test per subset."""
+    job = jobs.EXPERIMENTS.get("kimi-vl")
+    tiny = dict(n_train=48, n_eval=24, steps=2, batch=8, d_vision=16, vit_heads=2, d_lm=16,
+                lm_layers=1, lm_heads=2, eval_batch=24)  # fmt: skip
+    rec = jobs.run_job(job, job.make_config("cpu-native", **tiny), out=tmp_path, quiet=True)
+    m = rec["metrics"]
+    assert "native_read" in m and "native_count" not in m  # only the types asked for
+    assert "native_small objects" not in m  # the preset has no small digits
+    for k in ("read", "aspect >= 4", "all"):
+        pr = m[f"paired_{k}"]
+        assert 0 <= pr["mcnemar_p"] <= 1 and pr["native_only"] >= 0 and pr["square_only"] >= 0
+        assert m[f"prior_{k}"] is not None
+    assert [r["input"].split()[0] for r in rec["table"]] == [
+        "native",
+        "square",
+        "answer",
+        "McNemar",
+    ]

@@ -112,6 +112,8 @@ class VQAConfig:
     distractors: tuple = (1, 3)  # extra objects of other shapes per image (count/colour/pos)
     noise: float = 0.03  # std of the Gaussian pixel noise on the background
     digit_len: tuple = (3, 5)  # digits per string for "read"
+    digit_dot: tuple = (2.5, 4.0)  # font-dot size range of regular digits (px at scale 1)
+    small_digit_dot: float = 1.5  # font-dot size of small digits (px at scale 1)
 
 
 class Canvas:
@@ -171,6 +173,15 @@ class VQAGenerator:
             raise ValueError(f"unknown question types {bad}; valid: {QTYPES}")
         if not self.cfg.scale > 0:
             raise ValueError(f"scale must be > 0, got {self.cfg.scale}")
+        lo, hi = self.cfg.digit_len
+        if not 1 <= lo <= hi:
+            raise ValueError(f"digit_len must be (min, max) with 1 <= min <= max, got {lo, hi}")
+        lo, hi = self.cfg.digit_dot
+        if not (0 < lo <= hi and self.cfg.small_digit_dot > 0):
+            raise ValueError(
+                f"digit_dot must be (min, max) with 0 < min <= max and small_digit_dot > 0, "
+                f"got {self.cfg.digit_dot}, {self.cfg.small_digit_dot}"
+            )
         self.rng = np.random.default_rng(seed)
 
     def _px(self, v: float) -> int:
@@ -276,7 +287,7 @@ class VQAGenerator:
         n = int(rng.integers(c.digit_len[0], c.digit_len[1] + 1))
         text = "".join(str(int(d)) for d in rng.integers(0, 10, n))
         # dot size k: the digit is 5k tall; small digits stay below small_px at scale 1
-        k = self._px(1.5 if small else rng.uniform(2.5, 4.0))
+        k = self._px(c.small_digit_dot if small else rng.uniform(*c.digit_dot))
         w, h = (4 * n - 1) * k, 5 * k  # left to right on every canvas, tall ones too
         pos = canvas.place(h, w)
         if pos is None:

@@ -21,6 +21,7 @@ from deepnotes.experiments.llm.kimi_vl import (
     evaluate,
     generate,
     majority_answer,
+    square_round_trip,
 )
 from deepnotes.job_checks import ConfigError
 
@@ -117,9 +118,18 @@ def test_cpu_native_preset_runs_and_pairs_the_two_inputs(tmp_path):
         pr = m[f"paired_{k}"]
         assert 0 <= pr["mcnemar_p"] <= 1 and pr["native_only"] >= 0 and pr["square_only"] >= 0
         assert m[f"prior_{k}"] is not None
-    assert [r["input"].split()[0] for r in rec["table"]] == [
-        "native",
-        "square",
-        "answer",
-        "McNemar",
-    ]
+    rows = [r["input"].split(",")[0] for r in rec["table"]]
+    assert rows == ["native", "square 112x112", "native model", "answer prior (text only)",
+                    "McNemar p"]  # fmt: skip
+    assert set(m["by_canvas"]["112x112"]) == {"squeeze", "n", "native", "square", "round trip"}
+
+
+def test_square_round_trip_keeps_square_canvases_and_blurs_strips():
+    """At the square's own size the round trip is the identity; a 28 x 196 strip squeezed
+    to 112 x 112 and back loses its 1-px columns."""
+    img = (torch.rand(3, 112, 112) * 255).round().to(torch.uint8)
+    assert torch.equal(square_round_trip(img, 112), img)
+    strip = torch.zeros(3, 28, 196, dtype=torch.uint8)
+    strip[:, :, ::2] = 255  # alternating 1-px columns
+    back = square_round_trip(strip, 112).float()
+    assert back.shape == strip.shape and back.std() < 0.25 * strip.float().std()

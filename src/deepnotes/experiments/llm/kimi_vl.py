@@ -97,6 +97,17 @@ def normalize(img: torch.Tensor) -> torch.Tensor:
     return (img - 0.5) / 0.5
 
 
+def square_round_trip(img: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 [3, H, W] -> uint8 [3, H, W]: resized to the square and back to H x W (bilinear,
+    antialiased). What survives the square's resize, at the native geometry: a model trained
+    on native images then isolates the detail lost from the change of shape."""
+    x = resize_square(img.float() / 255, side)
+    back = F.interpolate(
+        x[None], size=tuple(img.shape[-2:]), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    return to_u8(back)
+
+
 def to_u8(img: torch.Tensor) -> torch.Tensor:
     """[3, H, W] float in [0, 1] -> uint8: a quarter of the memory for large training sets."""
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -394,6 +405,9 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
         losses, ips, tps, vps = train(model, cfg, train_s, tr_img, ctx, mode)
         correct, token_acc, load = evaluate(model, cfg, eval_s, ev_img, ctx.device)
         blind, _, _ = evaluate(model, cfg, eval_s, ev_img, ctx.device, blank=True)
+        if mode == "native":  # the native model on what the square's resize leaves
+            rt_img = [fill(square_round_trip(s.image, side)) for s in eval_s]
+            hits["round trip"], _, _ = evaluate(model, cfg, eval_s, rt_img, ctx.device)
         tok = model.tokens_per_image(ev_img)
         row = {
             "input": mode if mode == "native" else f"square {side}x{side}",
@@ -436,18 +450,22 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
     prior_row.update({k: _acc(prior, m) for k, m in groups.items()})
     metrics.update({f"prior_{k}": prior_row[k] for k in groups})
     model_rows = list(rows)
+    if "round trip" in hits:
+        rt_row = {"input": "native model, images squeezed to the square and back"}
+        rows.append(rt_row | {k: _acc(hits["round trip"], m) for k, m in groups.items()})
+        metrics.update({f"round_trip_{k}": rows[-1][k] for k in groups})
     rows.append(prior_row)
     pairs = {}
-    if len(hits) == 2:  # the same held-out questions under both inputs: a paired test
+    if "square" in hits and "native" in hits:  # the same held-out questions: a paired test
         pairs = {k: paired(hits["native"][m], hits["square"][m]) for k, m in groups.items()}
         for k, pr in pairs.items():
             metrics[f"paired_{k}"] = {
                 "native_only": pr["a_only"],
                 "square_only": pr["b_only"],
-                "mcnemar_p": round(pr["p"], 5),
+                "mcnemar_p": float(f"{pr['p']:.3g}"),
             }
         p_row = {"input": "McNemar p, native vs square"}
-        rows.append(p_row | {k: round(pr["p"], 4) for k, pr in pairs.items()})
+        rows.append(p_row | {k: float(f"{pr['p']:.3g}") for k, pr in pairs.items()})
     metrics["square_side"] = side
     # per canvas size, with the factor by which the square shrinks its more squeezed axis
     # (< 1: detail lost; 112x112 at scale 0.5 is the control, the same pixels in both runs)
@@ -529,10 +547,18 @@ def _plot(ctx, rows, curves, loads, groups, cfg, blank=None, prior=None, pairs=N
     ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     modes = [r["input"].split()[0] for r in rows]
+    labels = [r["input"] for r in rows]
+    if by_canvas and "round trip" in next(iter(by_canvas.values())):
+        modes.insert(1, "round trip")
+        labels.insert(1, "native model, images squeezed to the square and back")
     names = list(by_canvas or {})
-    for j, mode in enumerate(modes):
-        xs = np.arange(len(names)) + (j - (len(modes) - 1) / 2) * width
-        ax.bar(xs, [by_canvas[n][mode] or 0.0 for n in names], width, label=rows[j]["input"])
+    w = 0.8 / max(1, len(modes))
+    for j, (mode, label) in enumerate(zip(modes, labels, strict=True)):
+        xs = np.arange(len(names)) + (j - (len(modes) - 1) / 2) * w
+        hatch = "//" if mode == "round trip" else None
+        color = f"C{0 if mode == 'native' else 1 if mode == 'square' else 2}"
+        ys = [by_canvas[n][mode] or 0.0 for n in names]
+        ax.bar(xs, ys, w, label=label, hatch=hatch, color=color, alpha=0.6 if hatch else 1)
     if prior and "all" in groups:
         ax.axhline(prior["all"], color="grey", ls=":", label="answer prior (all)")
     labels = [f"{n}\nx{by_canvas[n]['squeeze']:g}" for n in names]

@@ -122,6 +122,7 @@ def test_cpu_native_preset_runs_and_pairs_the_two_inputs(tmp_path):
     assert rows == ["native", "square 112x112", "native model", "answer prior (text only)",
                     "McNemar p"]  # fmt: skip
     assert set(m["by_canvas"]["112x112"]) == {"squeeze", "n", "native", "square", "round trip"}
+    assert 0 <= m["paired_round_trip_squeezed canvases"]["mcnemar_p"] <= 1
 
 
 def test_square_round_trip_keeps_square_canvases_and_blurs_strips():

@@ -454,6 +454,15 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
         rt_row = {"input": "native model, images squeezed to the square and back"}
         rows.append(rt_row | {k: _acc(hits["round trip"], m) for k, m in groups.items()})
         metrics.update({f"round_trip_{k}": rows[-1][k] for k in groups})
+        # the same questions with and without the detail the square's resize removes
+        squeezed = np.array([side < max(s.size) for s in eval_s])
+        for k, m in {**groups, "squeezed canvases": squeezed}.items():
+            pr = paired(hits["native"][m], hits["round trip"][m])
+            metrics[f"paired_round_trip_{k}"] = {
+                "native_only": pr["a_only"],
+                "round_trip_only": pr["b_only"],
+                "mcnemar_p": float(f"{pr['p']:.3g}"),
+            }
     rows.append(prior_row)
     pairs = {}
     if "square" in hits and "native" in hits:  # the same held-out questions: a paired test

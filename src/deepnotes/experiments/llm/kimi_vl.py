@@ -71,7 +71,7 @@ class KimiVLExperimentConfig:
     small_frac: float = 0.4  # share of samples whose asked-about objects are small
     digit_len: str = "3,5"  # min,max digits per reading question
     digit_dot: str = "2.5,4"  # min,max font-dot size of regular digits, in px at scale 1
-    # (a glyph is 3 x 5 dots; a dot under ~1.5 px after resizing no longer resolves)
+    # (a glyph is 3 x 5 dots, so 4 at scale 0.5 draws 6 x 10 px digits)
     small_digit_dot: float = 1.5  # font-dot size of small digits, in px at scale 1
     eval_batch: int = 64  # images per evaluation forward
     pack_tokens: int = 512  # ViT patches per packed sequence (0 = the whole batch in one)

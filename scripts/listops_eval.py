@@ -30,6 +30,7 @@ from deepnotes import jobs
 from deepnotes.experiments.ssm.listops import build_model, first_op_guess, generate
 from deepnotes.train.checkpoint import find_latest, load_weights
 from deepnotes.utils.io import atomic_write_json
+from deepnotes.utils.stats import mcnemar_exact
 
 EVAL_SEED = 7_919  # generator seed of the fresh set (the job uses 2 seed and 2 seed + 1)
 
@@ -42,15 +43,6 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     mid = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (mid - half, mid + half)
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: the discordant pairs as Binomial(n, 1/2)."""
-    n, k = only_a + only_b, min(only_a, only_b)
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def mean(hit: torch.Tensor) -> float | None:

@@ -28,6 +28,11 @@ from deepnotes.utils.plot import pyplot
 # committed PNG names that do not follow PREFIX[-plot].png: json stem -> {plot: file}
 NAMES: dict[str, dict[str, str]] = {
     "base-lm-h200": {"base_lm_loss": "base-lm-h200-base_lm_loss.png"},
+    "detr-h200": {
+        "detr_training": "detr-h200-training.png",
+        "detr_attention": "detr-h200-attention.png",
+        "detr_queries": "detr-h200-queries.png",
+    },
     "detr-cpu": {
         "detr_training": "detr-cpu.png",
         "detr_attention": "detr-cpu.attention.png",
@@ -95,19 +100,17 @@ MISSING: dict[tuple[str | None, str], str] = {}
 # jobs without a plotter: what their results.json lacks
 NOT_REDRAWN: dict[str, str] = {
     "base-lm": "the loss history",
-    "detr": "the loss history (AP per step is in the table), the model's queries and attention",
     "hippo": "the signals and reconstructions (only the error table is kept)",
     "kimi-vl": "the loss histories and per-expert loads",
     "medusa (experiment)": "the heads' loss history",
     "mc": "the value-error histories and the estimated q / policies",
     "moe": "the loss histories and expert loads per step",
-    "oadtr, two-stream, video-temporal": "the predictions, flows and loss histories",
+    "oadtr, two-stream": "the predictions, flows and loss histories",
     "perceptron": "the data points and the mistakes per epoch",
     "rl-gridworld": "the policies and the solvers' iterates (the values alone are kept)",
     "score-toy": "the score fields, samples and loss history",
     "stochastic-approximation": "the iterates",
     "swin": "the accuracy and loss histories (experiment); the bench plot is inline in its run",
-    "training": "the loss histories",
     "upsampling": "the outputs at init, the crops and the loss histories",
 }
 
@@ -207,6 +210,15 @@ def _kernels_tuning(res, ctx, path):
     plot_tuning(res["trials"], ctx)
 
 
+@plotter("training", "bench", missing="without -curves.json (runs before it was saved): all")
+def _training(res, ctx, path):
+    from deepnotes.bench.lm.training import plot_training
+
+    side = _side(path, "curves")  # the run's curves.json: {"title", "curves": {variant: [x, y]}}
+    if side:
+        plot_training(ctx, side["curves"], side["title"])
+
+
 # --- experiments --------------------------------------------------------------------------
 
 
@@ -222,6 +234,31 @@ def _arena(res, ctx, path):
     curves = _side(path, "curves")  # the run's curves.json: mixer -> history
     if curves:
         plot_loss_curves(ctx, {n: RunResult(history=h) for n, h in curves.items()})
+
+
+@plotter(
+    "video-temporal", "experiment",
+    missing="without -curves.json (runs before it was saved): all",
+)  # fmt: skip
+def _video_temporal(res, ctx, path):
+    from deepnotes.experiments.video.video_temporal import plot_video_temporal
+
+    curves = _side(path, "curves")  # the run's curves.json: {model kind: losses per step}
+    if curves:
+        plot_video_temporal(ctx, res["table"], curves)
+
+
+@plotter(
+    "detr", "experiment",
+    missing="detr_queries, detr_attention: the model's outputs; detr_training without "
+    "-curves.json (runs before it was saved)",
+)  # fmt: skip
+def _detr(res, ctx, path):
+    from deepnotes.experiments.vision.detr import plot_detr_training
+
+    side = _side(path, "curves")  # the run's curves.json: {"losses", "history"}
+    if side:
+        plot_detr_training(ctx, side["losses"], side["history"])
 
 
 @plotter("activations", "experiment", missing="loss_curves: the training histories")
@@ -409,6 +446,8 @@ def main() -> None:
         for name, why in NOT_REDRAWN.items():
             print(f"{name}: no plotter; results.json lacks {why}")
         return
+    if a.out is not None:
+        a.out.mkdir(parents=True, exist_ok=True)
     if a.all:
         paths = replot_all(a.all, a.out)
     elif a.results:

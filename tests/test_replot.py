@@ -65,3 +65,34 @@ def test_replot_refuses_a_job_without_plotter(tmp_path):
     rp = _replot()
     with pytest.raises(SystemExit, match="no plotter"):
         rp.replot({"name": "no-such-job", "kind": "experiment"}, tmp_path, "x")
+
+
+@pytest.mark.parametrize(
+    "kind,name,expected",
+    [
+        ("bench", "training", ["x.png"]),
+        ("experiment", "video-temporal", ["x.png"]),
+        ("experiment", "detr", ["x-detr_training.png"]),
+    ],
+)
+def test_jobs_save_the_plot_data_replot_needs(kind, name, expected, tmp_path):
+    """A smoke run writes curves.json beside results.json; copied as <stem>-curves.json, it
+    lets scripts/replot.py redraw the run's plot (without it, nothing is drawn)."""
+    from deepnotes import jobs
+
+    jobs.discover()
+    job = (jobs.SUITES if kind == "bench" else jobs.EXPERIMENTS).get(name)
+    run = tmp_path / "run"
+    jobs.run_job(job, job.make_config("smoke"), out=run, budget="smoke", quiet=True)
+    bench, out = tmp_path / "bench", tmp_path / "out"
+    bench.mkdir()
+    out.mkdir()
+    shutil.copy(run / "results.json", bench / "x.json")
+    res = json.loads((bench / "x.json").read_text())
+    rp = _replot()
+    assert rp.replot(res, out, "x", path=bench / "x.json") == []  # no side file: nothing
+    shutil.copy(run / "curves.json", bench / "x-curves.json")
+    written = rp.replot(res, out, "x", path=bench / "x.json")
+    assert [p.name for p in written] == expected
+    w, h = _png_size(out / expected[0])
+    assert w > 300 and h > 200

@@ -20,6 +20,7 @@ from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train.lm import lm_eval_fn
 from deepnotes.train.optim import build_optimizer, param_groups
 from deepnotes.train.trainer import TrainConfig, Trainer
+from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.plot import MARKERS, log_if_wide, log_ticks
 from deepnotes.utils.timing import time_ms
 
@@ -49,6 +50,23 @@ def _decayed_rms(model: torch.nn.Module) -> float:
     group = param_groups(model, 1.0)[0]["params"]
     sq = sum(float(p.detach().float().square().sum()) for p in group)
     return (sq / sum(p.numel() for p in group)) ** 0.5
+
+
+def plot_training(ctx, curves: dict[str, tuple[list, list]], title: str) -> None:
+    """Training loss per variant: curves = {variant: (steps, losses in nats/byte)}."""
+    fig, ax = ctx.figure(figsize=(7, 4))
+    for i, (v, (x, y)) in enumerate(curves.items()):
+        # one colour and marker each; markers staggered between variants tell apart the
+        # curves that coincide (same arithmetic, different precision or implementation)
+        every = max(1, len(x) // 10)
+        ax.plot(x, y, color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.2,
+                label=v, markevery=(i * every // len(curves), every))  # fmt: skip
+    ax.set(xlabel="step", ylabel="training loss (nats/byte)", title=title)
+    if log_if_wide(ax, [v for _, y in curves.values() for v in y], "y", decades=1.0):
+        log_ticks(ax, "y")  # a loss spanning decades: plain labels at 1-2-5 or decades
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ctx.savefig(fig, "training.png")
 
 
 @suite(
@@ -117,20 +135,10 @@ def bench_training(cfg: TrainingBenchConfig, ctx: Context) -> Result:
         step_rows.append({"optimizer": name, "step_ms": ms})
     n_params = model.num_params()
 
-    fig, ax = ctx.figure(figsize=(7, 4))
-    for i, (v, (x, y)) in enumerate(curves.items()):
-        # one colour and marker each; markers staggered between variants tell apart the
-        # curves that coincide (same arithmetic, different precision or implementation)
-        every = max(1, len(x) // 10)
-        ax.plot(x, y, color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.2,
-                label=v, markevery=(i * every // len(curves), every))  # fmt: skip
     title = f"LM d={cfg.d_model} L={cfg.n_layers} T={cfg.seq_len} B={cfg.batch_size}"
-    ax.set(xlabel="step", ylabel="training loss (nats/byte)", title=title)
-    if log_if_wide(ax, [v for _, y in curves.values() for v in y], "y", decades=1.0):
-        log_ticks(ax, "y")  # a loss spanning decades: plain labels at 1-2-5 or decades
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ctx.savefig(fig, "training.png")
+    # the plot's data beside results.json, so scripts/replot.py can redraw it
+    atomic_write_json(ctx.out / "curves.json", {"title": title, "curves": curves})
+    plot_training(ctx, curves, title)
     metrics = {"params": n_params}
     for r in step_rows:
         metrics[f"step_ms_{r['optimizer']}"] = r["step_ms"]

@@ -19,6 +19,7 @@ import torch
 from deepnotes.data.clips import CLASS_NAMES, N_TEMPORAL, action_clips
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.video.resnet import VideoResNet, r3d_18, small, tsm_resnet50
+from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.timing import time_ms
 from deepnotes.video.fit import predict, train_classifier
 from deepnotes.video.flops import count
@@ -141,7 +142,8 @@ def run_video_temporal(cfg: VideoTemporalConfig, ctx: Context) -> Result:
             }
         )
     refs = reference_counts() if cfg.check_references else []
-    _plot(ctx, rows, curves)
+    atomic_write_json(ctx.out / "curves.json", curves)  # plot data, for scripts/replot.py
+    plot_video_temporal(ctx, rows, curves)
     by = {r["model"]: r for r in rows}
     metrics = {f"{k}_acc_temporal": by[LABELS[k]]["acc_temporal"] for k in kinds}
     metrics |= {f"{k}_acc_appearance": by[LABELS[k]]["acc_appearance"] for k in kinds}
@@ -164,7 +166,8 @@ def run_video_temporal(cfg: VideoTemporalConfig, ctx: Context) -> Result:
     )
 
 
-def _plot(ctx: Context, rows: list[dict], curves: dict) -> None:
+def plot_video_temporal(ctx: Context, rows: list[dict], curves: dict) -> None:
+    """rows: the job's table; curves: {model kind: training losses per step}."""
     from deepnotes.utils.plot import log_ticks
 
     fig, (a1, a2, a3) = ctx.figure(1, 3, figsize=(15, 4.5))

@@ -30,6 +30,7 @@ from deepnotes.data.scenes import SHAPES, make_scenes
 from deepnotes.jobs import Context, Result, experiment
 from deepnotes.models.detr import Detr, DetrConfig
 from deepnotes.models.resnet import ResNetConfig
+from deepnotes.utils.io import atomic_write_json
 from deepnotes.vision.boxes import box_cxcywh_to_xyxy
 from deepnotes.vision.detr_loss import SetCriterion
 from deepnotes.vision.matcher import HungarianMatcher
@@ -144,7 +145,7 @@ def _evaluate(model, val, cfg, device):
     return m, logits, boxes
 
 
-def _plot_training(ctx, losses: list[float], history: list[dict]) -> None:
+def plot_detr_training(ctx, losses: list[float], history: list[dict]) -> None:
     """Left: the training loss (moving mean). Right: AP, AP50, AP75 on held-out scenes at each
     evaluation, on an axis fitted to the values (they are far below 1 on a short run)."""
     fig, (ax1, ax2) = ctx.figure(1, 2, figsize=(11, 4))
@@ -339,7 +340,9 @@ def run_detr(cfg: DetrExpConfig, ctx: Context) -> Result:
     train_s = time.perf_counter() - t0
     final, logits, boxes = _evaluate(model, val, cfg, ctx.device)
 
-    _plot_training(ctx, losses, history)
+    # the training plot's data beside results.json, so scripts/replot.py can redraw it
+    atomic_write_json(ctx.out / "curves.json", {"losses": losses, "history": history})
+    plot_detr_training(ctx, losses, history)
     _plot_queries(ctx, logits, boxes, cfg)
     _plot_attention(ctx, model, val, cfg, ctx.device)
 

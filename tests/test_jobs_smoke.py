@@ -24,3 +24,7 @@ def test_job_smoke(name, job, tmp_path):
 def test_recorded_command_leaves_out_the_output_folder():
     argv = ["bench", "mixers", "--out", "runs/x", "--workers", "2", "--out=runs/y"]
     assert jobs.recorded_command(argv) == "deepnotes bench mixers --workers 2"
+    # quoted so that it can be typed back: an empty list value, a value with a space
+    argv = ["run", "s4-diagnose", "--variants", "", "--corpus", "my text.txt"]
+    want = "deepnotes run s4-diagnose --variants '' --corpus 'my text.txt'"
+    assert jobs.recorded_command(argv) == want

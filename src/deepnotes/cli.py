@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,9 +164,10 @@ def _interrupted_hint(job: jobs.Job, out: Path, argv: list[str]) -> str:
     """One line: what was kept and how to go on."""
     if not job.resumable:
         return f"{job.name} does not resume; rerun it with --force to start over in {out}"
-    words = [w for w in jobs.recorded_command(argv).split() if w not in ("--resume", "--force")]
+    recorded = shlex.split(jobs.recorded_command(argv))
+    words = [w for w in recorded if w not in ("--resume", "--force")]
     verb = "run" if job.kind == "experiment" else "bench"
-    cmd = " ".join(["deepnotes", verb, *words[1:], "--out", str(out), "--resume"])
+    cmd = shlex.join(["deepnotes", verb, *words[1:], "--out", str(out), "--resume"])
     return f"finished parts are saved in {out}; to go on: {cmd}"
 
 

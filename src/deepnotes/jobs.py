@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import pkgutil
+import shlex
 import shutil
 import sys
 import time
@@ -213,7 +214,8 @@ def default_out(job: Job) -> Path:
 
 def recorded_command(argv: list[str]) -> str:
     """The command line to record, without `--out DIR`: the output folder is a path of the
-    machine that ran it, not part of how to reproduce the result."""
+    machine that ran it, not part of how to reproduce the result. Arguments are shell-quoted
+    (an empty value records as '') so the line can be typed back as it is."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -222,7 +224,7 @@ def recorded_command(argv: list[str]) -> str:
             skip = True
         elif not arg.startswith("--out="):
             kept.append(arg)
-    return " ".join(["deepnotes", *kept])
+    return shlex.join(["deepnotes", *kept])
 
 
 MARKER = ".deepnotes-run"  # written into every output folder: what --force may clear

@@ -278,17 +278,15 @@ def check_kimi_vl(cfg: KimiVLExperimentConfig) -> None:
         raise ConfigError("pad", cfg.pad, "must be 'grey' or 'black'")
     if not 0 <= cfg.small_frac <= 1:
         raise ConfigError("small_frac", cfg.small_frac, "must be in [0, 1]")
-    for name, cast, low in (("distractors", int, 0), ("digit_len", int, 1)):
+    for name, cast, low, rule in (
+        ("distractors", int, 0, "0 <= min <= max"),
+        ("digit_len", int, 1, "1 <= min <= max"),
+        ("digit_dot", float, 1e-6, "0 < min <= max"),
+    ):
         try:
             parse_range(getattr(cfg, name), name, cast, low)
         except ValueError:
-            raise ConfigError(
-                name, getattr(cfg, name), f"must be 'min,max', {low} <= min <= max"
-            ) from None
-    try:
-        parse_range(cfg.digit_dot, "digit_dot", float, 1e-6)
-    except ValueError:
-        raise ConfigError("digit_dot", cfg.digit_dot, "must be 'min,max', 0 < min <= max") from None
+            raise ConfigError(name, getattr(cfg, name), f"must be 'min,max', {rule}") from None
     if not cfg.small_digit_dot > 0:
         raise ConfigError("small_digit_dot", cfg.small_digit_dot, "must be > 0")
     vqa_config(cfg)  # the question types
@@ -311,6 +309,12 @@ def subsets(samples) -> dict[str, np.ndarray]:
     out["aspect >= 4"] = np.array([s.aspect >= 4 for s in samples])
     out["all"] = np.ones(len(samples), bool)
     return {k: m for k, m in out.items() if m.any()}
+
+
+def _paired_metric(pr: dict, other: str) -> dict:
+    """A `stats.paired` result as a metric: the discordant counts and p to 3 digits."""
+    return {"native_only": pr["a_only"], f"{other}_only": pr["b_only"],
+            "mcnemar_p": float(f"{pr['p']:.3g}")}  # fmt: skip
 
 
 def _acc(hit: np.ndarray, mask: np.ndarray) -> float | None:
@@ -458,21 +462,13 @@ def run_kimi_vl(cfg: KimiVLExperimentConfig, ctx: Context) -> Result:
         squeezed = np.array([side < max(s.size) for s in eval_s])
         for k, m in {**groups, "squeezed canvases": squeezed}.items():
             pr = paired(hits["native"][m], hits["round trip"][m])
-            metrics[f"paired_round_trip_{k}"] = {
-                "native_only": pr["a_only"],
-                "round_trip_only": pr["b_only"],
-                "mcnemar_p": float(f"{pr['p']:.3g}"),
-            }
+            metrics[f"paired_round_trip_{k}"] = _paired_metric(pr, "round_trip")
     rows.append(prior_row)
     pairs = {}
     if "square" in hits and "native" in hits:  # the same held-out questions: a paired test
         pairs = {k: paired(hits["native"][m], hits["square"][m]) for k, m in groups.items()}
         for k, pr in pairs.items():
-            metrics[f"paired_{k}"] = {
-                "native_only": pr["a_only"],
-                "square_only": pr["b_only"],
-                "mcnemar_p": float(f"{pr['p']:.3g}"),
-            }
+            metrics[f"paired_{k}"] = _paired_metric(pr, "square")
         p_row = {"input": "McNemar p, native vs square"}
         rows.append(p_row | {k: float(f"{pr['p']:.3g}") for k, pr in pairs.items()})
     metrics["square_side"] = side

@@ -76,10 +76,10 @@ def series_styles(names: Sequence[str]) -> dict[str, dict]:
 
 
 def few_series_styles(names: Sequence[str]) -> dict[str, dict]:
-    """Styles for a plot of at most ten series in which no two share a colour: names in
-    `KNOWN` (and their "base[tag]" variants) keep their fixed style; any other name keeps
-    its own marker and line style but takes the first colour that no series before it
-    uses (hashed colours often collide). More than ten names: `series_styles`."""
+    """Styles for a plot of at most ten series: names in `KNOWN` (and their "base[tag]"
+    variants) keep their fixed style; any other name keeps its own marker and line style
+    but takes the first colour that no other series uses (hashed colours often collide).
+    More than ten names: `series_styles`."""
     if len(names) > len(COLORS):
         return series_styles(names)
     out: dict[str, dict] = {}

@@ -24,6 +24,7 @@ the PyTorch paths are timed (the `smoke` budget).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 
 import torch
 import torch.nn.functional as F
@@ -170,6 +171,11 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
     fla = _fla() if cfg.peers and ctx.device.type == "cuda" else None
     if cfg.peers and fla is None:
         notes.append("fla (fla-core) not installed or no CUDA: the fla peer was skipped")
+    elif fla is not None:
+        try:
+            notes.append(f"fla peer: fla-core {version('fla-core')}")
+        except PackageNotFoundError:
+            notes.append("fla peer: fla (version not found in package metadata)")
     for D in cfg.head_dims:
         H = cfg.width // D
         for T in cfg.lengths:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -173,6 +174,16 @@ def test_help_comes_from_the_config_comments(capsys):
     assert "[true/false; default: True]" in text  # booleans say how to write them
     assert "[comma-separated list, e.g. a,b; default: (empty)]" in text  # and lists
     assert "exit status: 0 = done; 1 = every row failed" in text
+
+
+def test_usage_spells_every_field_with_dashes(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "decode", "--help"])
+    usage = capsys.readouterr().out.split("options:")[0]
+    # equal-length spellings (--kv-heads / --kv_heads) once came out in either order
+    flags = re.findall(r"\[(--[\w-]+)", usage)
+    assert "--kv-heads" in flags and "--n-splits" in flags
+    assert [f for f in flags if "_" in f] == []
 
 
 def test_budget_help_shows_that_presets_values(capsys):

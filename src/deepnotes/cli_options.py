@@ -92,7 +92,8 @@ def add_config_arguments(
         if isinstance(default, list | tuple):
             default = ",".join(map(str, default)) or "(empty)"
         text = f.metadata.get("help") or comments.get(f.name, "")
-        flags = sorted({f"--{f.name.replace('_', '-')}", f"--{f.name}"}, key=len)
+        # the dashed spelling first: argparse shows the first flag in usage lines
+        flags = list(dict.fromkeys([f"--{f.name.replace('_', '-')}", f"--{f.name}"]))
         group.add_argument(
             *flags,
             dest=f"cfg__{f.name}",

@@ -154,6 +154,13 @@ def _kernels(res, ctx, path):
     _plot(res["table"], ctx)
 
 
+@plotter("decode", "bench")
+def _decode(res, ctx, path):
+    from deepnotes.bench.lm.decode import _plot
+
+    _plot([r for r in res["table"] if "us" in r], _cfg(res), ctx)
+
+
 @plotter("arena-kernels", "bench")
 def _arena_kernels(res, ctx, path):
     from deepnotes.bench.lm.arena_kernels import _plot

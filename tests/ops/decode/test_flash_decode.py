@@ -102,3 +102,24 @@ def test_bad_inputs(shapes, cache_len, match):
     q, k, v = (torch.randn(s) for s in shapes)
     with pytest.raises(ValueError, match=match):
         flash_decode(q, k, v, cache_len)
+
+
+def test_auto_runs_sdpa_and_the_kernel_is_opt_in(monkeypatch, seed):
+    """ "auto" takes SDPA even where the kernel could run (it measured slower on an H200);
+    backend="triton" or $DEEPNOTES_KERNELS=triton still reach the kernel."""
+    import importlib
+
+    fd = importlib.import_module("deepnotes.ops.decode.flash_decode")  # the module, not the
+    td = importlib.import_module("deepnotes.ops.decode.triton_decode")  # function of that name
+
+    calls = []
+    monkeypatch.setattr(fd, "use_triton", lambda *a, **kw: True)  # as if on a CUDA device
+    monkeypatch.setattr(td, "triton_flash_decode", lambda q, *a, **kw: calls.append(1) or q)
+    q, k, v = _inputs(2, 4, 2, 29, 16, torch.float64, "cpu")
+    monkeypatch.delenv("DEEPNOTES_KERNELS", raising=False)
+    assert_close(flash_decode(q, k, v, 29), _truth(q, k, v, [29, 29]))
+    assert calls == []
+    flash_decode(q, k, v, 29, backend="triton")
+    monkeypatch.setenv("DEEPNOTES_KERNELS", "triton")
+    flash_decode(q, k, v, 29)
+    assert calls == [1, 1]

@@ -4,11 +4,11 @@ the same run.
 
 Each row times one call for q [B, H, 1, D] against a cache [B, H_kv, T, D] whose T keys are
 all valid: "sdpa" is `F.scaled_dot_product_attention` on the cache (torch's own backend
-choice; KV heads repeated for GQA), "flash_decode" is ours with `backend="auto"` (the kernel
-on CUDA; on CPU SDPA, so a CPU run only checks that the bench works). The step reads K and V
-once, 2 B H_kv T D bytes-per-element, so the figure of merit is the bandwidth that implies
-(`read_GBps`), next to the device's copy bandwidth measured in the same run
-(`copy_GBps`: a device-to-device copy of a buffer of the same size, read + write counted).
+choice; KV heads repeated for GQA), "flash_decode" is ours: the kernel (`backend="triton"`)
+on CUDA; on CPU SDPA (`"auto"`), so a CPU run only checks that the bench works. The step
+reads K and V once, 2 B H_kv T D bytes-per-element, so the figure of merit is the
+bandwidth that implies (`read_GBps`), next to the device's copy bandwidth measured in the
+same run (`copy_GBps`: a device-to-device copy of a buffer of the same size, read + write counted).
 Every row also checks ours against SDPA (`rel_err`).
 """
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.ops.backend import use_triton
 from deepnotes.ops.decode import flash_decode
+from deepnotes.utils.plot import log_ticks
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -70,12 +71,14 @@ def measure(cfg: DecodeConfig, B: int, T: int, device: torch.device) -> list[dic
         kk, vv = (k, v) if rep == 1 else (k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1))
         return F.scaled_dot_product_attention(q, kk, vv)
 
+    kernel = device.type == "cuda" and use_triton("flash_decode", "auto", (q, k, v))
+    backend = "triton" if kernel else "auto"
+
     def ours():
-        return flash_decode(q, k, v, T, n_splits=cfg.n_splits)
+        return flash_decode(q, k, v, T, n_splits=cfg.n_splits, backend=backend)
 
     ref = sdpa().float()
     err = ((ours().float() - ref).norm() / ref.norm()).item()
-    kernel = use_triton("flash_decode", "auto", (q, k, v))
     kv_bytes = 2 * k.numel() * k.element_size()
     rows = []
     for name, fn in (("sdpa", sdpa), ("flash_decode", ours)):
@@ -98,6 +101,24 @@ def measure(cfg: DecodeConfig, B: int, T: int, device: torch.device) -> list[dic
     for r in rows:
         r["copy_GBps"] = 2 * kv_bytes / copy_s / 1e9
     return rows
+
+
+def _plot(done: list[dict], cfg, ctx: Context) -> None:
+    """decode.png: µs per step against T, one colour per batch size, ours solid, SDPA dashed."""
+    fig, ax = ctx.figure(figsize=(7, 3.6))
+    for i, B in enumerate(cfg.batch_sizes):
+        for impl, style in (("sdpa", "--"), ("flash_decode", "-")):
+            pts = [r for r in done if r["batch"] == B and r["impl"] == impl]
+            ax.plot([r["T"] for r in pts], [r["us"] for r in pts], style, marker="o",
+                    color=f"C{i}", label=f"{impl} B={B}")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="KV-cache length T", ylabel="µs per decode step",
+           title=f"decode attention, H{cfg.n_heads} D{cfg.head_dim} {cfg.dtype}\n"
+                 "solid: flash_decode (ours), dashed: SDPA")  # fmt: skip
+    if done:
+        log_ticks(ax, "x", at=sorted({r["T"] for r in done}))
+        log_ticks(ax, "y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ctx.savefig(fig, "decode.png")
 
 
 @suite(
@@ -137,16 +158,7 @@ def bench_decode(cfg: DecodeConfig, ctx: Context) -> Result:
             metrics[f"speedup_B{r['batch']}_T{r['T']}"] = r["vs_sdpa"]
     if done:
         metrics["max_rel_err"] = max(r["rel_err"] for r in done)
-    fig, ax = ctx.figure(figsize=(7, 3.6))
-    for i, B in enumerate(cfg.batch_sizes):
-        for impl, style in (("sdpa", "--"), ("flash_decode", "-")):
-            pts = [r for r in done if r["batch"] == B and r["impl"] == impl]
-            ax.plot([r["T"] for r in pts], [r["us"] for r in pts], style, marker="o",
-                    color=f"C{i}", label=f"{impl} B={B}")  # fmt: skip
-    ax.set(xscale="log", yscale="log", xlabel="KV-cache length T", ylabel="µs per decode step",
-           title=f"decode attention, H{cfg.n_heads} D{cfg.head_dim} {cfg.dtype}")  # fmt: skip
-    ax.legend(fontsize=8)
-    ctx.savefig(fig, "decode.png")
+    _plot(done, cfg, ctx)
     notes = [
         "one query per row against a full cache; time of the attention call only",
         "read_GBps = K and V bytes / time; copy_GBps = a same-size device copy, read + write",

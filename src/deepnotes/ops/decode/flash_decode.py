@@ -1,6 +1,7 @@
-"""`flash_decode`: one new query per row against a KV cache, split over the keys on CUDA
-(`triton_decode.py`), through SDPA elsewhere; `torch_split_decode` is the kernel's math in
-PyTorch (same splits, same log-sum-exp combine), for the tests."""
+"""`flash_decode`: one new query per row against a KV cache, split over the keys
+(`triton_decode.py`) when the Triton backend is asked for, through SDPA otherwise;
+`torch_split_decode` is the kernel's math in PyTorch (same splits, same log-sum-exp
+combine), for the tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from deepnotes.ops.backend import cast_inputs, use_triton
+from deepnotes.ops.backend import cast_inputs, requested_backend, use_triton
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -127,13 +128,16 @@ def flash_decode(
     [B] int tensor (keys j >= cache_len[b] are ignored; a row of length 0 gets zeros)
     -> [B, H, 1, D] in the inputs' common dtype (`cast_inputs`). scale: 1/sqrt(D) by
     default. n_splits: key slices per row for the kernel (None = about two programs per
-    SM). backend: "auto" (the Triton kernel on CUDA, SDPA elsewhere) | "triton" | "torch".
+    SM). backend: "auto" (SDPA: on an H200 the kernel ran at 0.21-0.45x SDPA's speed,
+    docs/kernels.md) | "triton" (the kernel; also with $DEEPNOTES_KERNELS=triton) | "torch".
     """
     _check(q, k_cache, v_cache)
     q, k, v = cast_inputs(q, k_cache, v_cache)
     B, _, _, D = q.shape
     lens, S = _lengths(cache_len, B, k.shape[2], q.device)
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if requested_backend(backend) == "auto":  # measured slower than SDPA: opt-in only
+        return sdpa_decode(q, k, v, lens, S, scale=scale)
     if use_triton("flash_decode", backend, (q, k, v), lambda f: triton_problem(q, forced=f)):
         from deepnotes.ops.decode.triton_decode import triton_flash_decode
 

@@ -309,7 +309,7 @@ def medusa_generate(
                 posterior_alpha,
                 valid=valid,
             )
-            a = int(a)
+            best, a = torch.stack([best, a]).tolist()  # the step's one host sync
             path = retrieve[best]
             out.append(cands[best, : a + 1])
             n_out += a + 1

@@ -193,10 +193,10 @@ def evaluate_posterior(
         accept = accept & valid[:, 1:]
     lengths = torch.cumprod(accept.int(), dim=1).sum(dim=1)
     a = lengths.max()
+    if temperature == 0:  # argmax of all-zero lengths is path 0: no host sync needed
+        return lengths.argmax().long(), a
     if a == 0:
         return torch.zeros((), dtype=torch.long, device=candidates.device), a
-    if temperature == 0:
-        return lengths.argmax().long(), a
     best = torch.where(lengths == a)[0]
     likelihood = torch.log(p_tok[best, :a]).sum(-1)
     return best[likelihood.argmax()], a

@@ -105,8 +105,8 @@ def test_bad_inputs(shapes, cache_len, match):
 
 
 def test_auto_runs_sdpa_and_the_kernel_is_opt_in(monkeypatch, seed):
-    """ "auto" takes SDPA even where the kernel could run (it measured slower on an H200);
-    backend="triton" or $DEEPNOTES_KERNELS=triton still reach the kernel."""
+    """The "auto" backend takes SDPA even where the kernel could run (it measured slower on
+    an H200); backend="triton" or $DEEPNOTES_KERNELS=triton still reach the kernel."""
     import importlib
 
     fd = importlib.import_module("deepnotes.ops.decode.flash_decode")  # the module, not the

@@ -23,6 +23,7 @@ the PyTorch paths are timed (the `smoke` budget).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
@@ -83,10 +84,20 @@ def _fla():
     return fla_chunk_linear_attn
 
 
-def _measure(fwd, fwdbwd, device) -> dict:
+def _measure(fwd, fwdbwd, ctx: Context, label: str, rows: list[dict]) -> dict:
+    """Median fwd and fwd+bwd times (and peak memory on CUDA). First the rows measured so far
+    go to rows_so_far.json and the log says what is timed next, so a run stopped mid-way
+    keeps its rows and shows where it stopped (compilation and autotuning included)."""
+    if rows:
+        ctx.save_rows(rows)
+    ctx.log(f"timing {label} ...")
+    t0 = time.perf_counter()
+    device = ctx.device
     out = {"fwd_ms": time_ms(fwd, device), "fwdbwd_ms": time_ms(fwdbwd, device)}
     if device.type == "cuda":  # the CPU profiler trace is slow; smoke runs skip it
         out["peak_mb"] = peak_memory_bytes(fwdbwd, device) / 2**20
+    ctx.log(f"  {label}: fwd {out['fwd_ms']:.3g} ms, fwd+bwd {out['fwdbwd_ms']:.3g} ms "
+            f"({time.perf_counter() - t0:.1f} s with warm-up)")  # fmt: skip
     return out
 
 
@@ -148,7 +159,7 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
                 impls["reference"] = lambda q, k, v: naive_softmax_attn(q, k, v, causal=cfg.causal)
             for impl, f in impls.items():
                 fwd, fb = _grad_fn(f, x, cot)
-                m = _measure(fwd, fb, ctx.device)
+                m = _measure(fwd, fb, ctx, f"flash_attn {impl} D={D} T={T}", rows)
                 row = {"op": "flash_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
                 row["fwd_tflops"] = flops / m["fwd_ms"] / 1e9
                 row["fwdbwd_tflops"] = 3.5 * flops / m["fwdbwd_ms"] / 1e9
@@ -214,7 +225,7 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                 )
             for impl, (f, xs, c) in impls.items():
                 fwd, fb = _grad_fn(f, xs, c)
-                m = _measure(fwd, fb, ctx.device)
+                m = _measure(fwd, fb, ctx, f"chunk_linear_attn {impl} D={D} T={T}", rows)
                 rows.append(
                     {"op": "chunk_linear_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
                 )
@@ -248,7 +259,7 @@ def bench_gau(cfg, ctx, kernels, rows, notes):
             impls["reference"] = lambda *a: torch_chunk_gau(*a, chunk_size=C, causal=cfg.causal)
         for impl, f in impls.items():
             fwd, fb = _grad_fn(f, x, cot)
-            m = _measure(fwd, fb, ctx.device)
+            m = _measure(fwd, fb, ctx, f"chunk_gau {impl} T={T}", rows)
             rows.append({"op": "chunk_gau", "impl": impl, "D": S, "T": T, "B": B, "H": 1, **m})
         del x, cot
         if cfg.peers:
@@ -259,7 +270,7 @@ def bench_gau(cfg, ctx, kernels, rows, notes):
                 q,
                 torch.randn_like(q[0]),
             )
-            m = _measure(fwd, fb, ctx.device)
+            m = _measure(fwd, fb, ctx, f"chunk_gau sdpa T={T}", rows)
             rows.append(
                 {"op": "chunk_gau", "impl": "sdpa", "D": D_sdpa, "T": T, "B": B, "H": H, **m}
             )
@@ -321,7 +332,7 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             impls["reference"] = lambda *a: torch_selective_scan(*a, delta_softplus=True)
         for impl, f in impls.items():
             fwd, fb = _grad_fn(f, xs, cot)
-            m = _measure(fwd, fb, dev)
+            m = _measure(fwd, fb, ctx, f"selective_scan {impl} L={L}", rows)
             row = {"op": "selective_scan", "impl": impl, "D": N, "T": L, "B": Bt, "H": Dm, **m}
             row["fwd_GBps"] = fwd_bytes / m["fwd_ms"] / 1e6
             row["fwdbwd_GBps"] = (fwd_bytes + bwd_bytes) / m["fwdbwd_ms"] / 1e6

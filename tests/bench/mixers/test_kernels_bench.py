@@ -1,0 +1,34 @@
+"""`deepnotes bench kernels`: a run stopped mid-way keeps what it measured and says where."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from deepnotes import jobs
+from deepnotes.bench.mixers import kernels
+
+
+def test_rows_are_saved_before_each_timing_and_the_log_names_it(tmp_path, monkeypatch, capsys):
+    cfg = jobs.SUITES.get("kernels").make_config("smoke")
+    cfg.ops = ["flash"]
+    calls = []
+    real = kernels.time_ms
+
+    def stop_on_third(fn, device):  # the third row's timing is stopped, as by a time-out
+        calls.append(1)
+        if len(calls) == 5:  # two timings per row: rows 1 and 2 done, row 3 started
+            raise KeyboardInterrupt
+        return real(fn, device)
+
+    monkeypatch.setattr(kernels, "time_ms", stop_on_third)
+    ctx = jobs.Context(out=tmp_path, device=torch.device("cpu"), quiet=False)
+    with pytest.raises(KeyboardInterrupt):
+        kernels.bench_kernels(cfg, ctx)
+    saved = json.loads((tmp_path / "rows_so_far.json").read_text())
+    assert [(r["impl"], r["T"]) for r in saved["rows"]] == [("sdpa", 32), ("reference", 32)]
+    assert all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in saved["rows"])
+    timing = [line for line in capsys.readouterr().err.splitlines() if "timing" in line]
+    assert timing[-1].endswith("timing flash_attn sdpa D=16 T=64 ...")  # where it stopped

@@ -136,6 +136,38 @@ def test_fixed_buffer_decoder_is_lossless(positions, norm_position):
     assert torch.equal(again, ref)
 
 
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_one_graph_a_step_is_lossless_and_accepts_the_same(positions):
+    """The whole greedy step as one function of fixed shapes (run eagerly here): greedy's
+    tokens, and the same accepted lengths as the per-forward graph path, step by step."""
+    torch.manual_seed(11)
+    model = tiny_lm(positions)
+    heads = MedusaHeads(24, 37, n_heads=3).double()
+    for p in heads.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    trees = [None, sparse_tree([[0], [1], [0, 0], [2], [0, 0, 0]], topk=3)]
+    for T0, n in [(1, 11), (6, 23), (6, 23)]:  # the repeat re-uses the decoder and its steps
+        prompt = torch.randint(0, 37, (1, T0))
+        ref = generate(model, prompt, n, temperature=0)
+        for tree in trees:
+            ours, st = medusa_generate(
+                model, heads, prompt, n, tree=tree, cuda_graph=True, step_graph=True
+            )
+            _, per_forward = medusa_generate(model, heads, prompt, n, tree=tree, cuda_graph=True)
+            assert torch.equal(ours, ref)
+            assert st.accepted == per_forward.accepted and st.forwards == per_forward.forwards
+
+
+def test_one_graph_a_step_needs_the_graph_path_and_greedy():
+    model = tiny_lm()
+    heads = MedusaHeads(24, 37, n_heads=3).double()
+    prompt = torch.randint(0, 37, (1, 4))
+    with pytest.raises(ValueError, match="step_graph needs cuda_graph=True and temperature 0"):
+        medusa_generate(model, heads, prompt, 5, step_graph=True)
+    with pytest.raises(ValueError, match="step_graph needs"):
+        medusa_generate(model, heads, prompt, 5, cuda_graph=True, step_graph=True, temperature=1)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
@@ -156,8 +188,13 @@ def test_cuda_graph_decoding_is_lossless(positions):
         for tree in trees:
             ours, _ = medusa_generate(model, heads, prompt, n, tree=tree, cuda_graph=True)
             assert torch.equal(ours, ref)
+            ours, _ = medusa_generate(
+                model, heads, prompt, n, tree=tree, cuda_graph=True, step_graph=True
+            )
+            assert torch.equal(ours, ref)
     dec = static_decoder(model, 6 + 23 + dense_tree([2, 2, 2]).n_nodes, heads)  # the default tree
     assert dec.graphs and dec._forward_graphs and dec._keep_graphs
+    assert dec._tree_steps and all(step._graph is not None for step in dec._tree_steps.values())
 
 
 def test_fixed_buffer_decoder_rolls_back_like_the_cache():

@@ -253,6 +253,7 @@ def medusa_generate(
     posterior_threshold: float = 0.09,
     posterior_alpha: float = 0.3,
     cuda_graph: bool = False,
+    step_graph: bool = False,
 ) -> tuple[torch.Tensor, MedusaStats]:
     """prompt: LongTensor [1, T0] -> (tokens [1, T0 + max_new_tokens], stats).
 
@@ -261,6 +262,8 @@ def medusa_generate(
     p > min(posterior_threshold, posterior_alpha * exp(-H)) (medusa-llm's defaults).
     cuda_graph: decode over fixed-size KV buffers (`medusa_graph.StaticDecoder`), each tree
     forward replayed as a CUDA graph on a GPU (eagerly elsewhere).
+    step_graph (with cuda_graph, temperature 0): the whole step (candidates, tree forward,
+    acceptance, rollback) as one graph (`medusa_graph.GreedyTreeStep`), one host sync a step.
     """
     check_model(model)
     if prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] == 0:
@@ -269,6 +272,8 @@ def medusa_generate(
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if step_graph and not (cuda_graph and temperature == 0):
+        raise ValueError("step_graph needs cuda_graph=True and temperature 0 (greedy)")
     device = prompt.device
     tree = (tree or dense_tree([2] * heads.n_heads)).to(device)
     if tree.depth > heads.n_heads:
@@ -296,6 +301,19 @@ def medusa_generate(
         retrieve = tree.retrieve_indices.clamp(min=0)
         out: list[torch.Tensor] = []
         n_out = 0
+        if step_graph:
+            from deepnotes.generate.medusa_graph import tree_step
+
+            step = tree_step(dec, tree)
+            dec._t.fill_(dec.length)  # the step keeps the length on the device from here
+            while n_out < max_new_tokens:
+                first = stats.forwards == 1
+                a, *tokens = step(base if first else None, med if first else None).tolist()
+                stats.forwards += 1
+                dec.length += a + 1
+                out.append(torch.tensor(tokens[: a + 1], device=device))
+                n_out += a + 1
+                stats.accepted.append(a)
         while n_out < max_new_tokens:
             tree_tokens, cands = tree.candidates(base, med)
             t = dec.length

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from deepnotes.generate.medusa import check_model, embed_positions, run_blocks
+from deepnotes.generate.medusa_tree import MedusaTree, evaluate_posterior
 
 
 class StaticDecoder:
@@ -66,6 +67,7 @@ class StaticDecoder:
         self.graphs = graphs and self.device.type == "cuda"
         self._forward_graphs: dict[int, tuple] = {}
         self._keep_graphs: dict[int, tuple] = {}
+        self._tree_steps: dict[tuple, GreedyTreeStep] = {}  # `tree_step`'s, one per tree
 
     @property
     def model(self) -> nn.Module:
@@ -180,6 +182,83 @@ class StaticDecoder:
         self.length = start + n
 
 
+class GreedyTreeStep:
+    """One greedy Medusa step of `dec` as a single replay, for a fixed tree.
+
+    Replaying `StaticDecoder.forward` and `keep` as graphs leaves the rest of a step eager:
+    the candidates (top-k), the acceptance and the indexing, ~40 small ops launched one by
+    one after a host sync, while the GPU waits. Here all of it is one function of fixed
+    shapes, captured once: candidates from the last step's base and head logits (held in
+    `base` [V] and `med` [K, V]), the tree forward, greedy acceptance, the next step's
+    logits, the rollback of the chosen path, and the length advanced on the device
+    (`dec._t`). A call returns [1 + D + 1] long: a (the accepted head tokens), then the
+    chosen path's tokens (the step emits the first a + 1), read with one host sync. Greedy
+    only: typical acceptance picks among tied paths, a data-dependent shape.
+    """
+
+    def __init__(self, dec: StaticDecoder, tree: MedusaTree) -> None:
+        if dec.heads is None:
+            raise ValueError("GreedyTreeStep needs a StaticDecoder built with Medusa heads")
+        self.dec, self.tree = dec, tree
+        V = dec.model.head.weight.shape[0]
+        self.base = torch.zeros(V, device=dec.device, dtype=dec.dtype)
+        self.med = torch.zeros(dec.heads.n_heads, V, device=dec.device, dtype=dec.dtype)
+        self.bias, self.depth = tree.attn_bias(dec.dtype), tree.position_ids
+        self.valid = tree.retrieve_indices >= 0
+        self.retrieve = tree.retrieve_indices.clamp(min=0)
+        self._graph: tuple | None = None
+
+    def _step(self) -> torch.Tensor:
+        dec = self.dec
+        tree_tokens, cands = self.tree.candidates(self.base, self.med)
+        hidden, logits, head_logits = dec._forward(
+            tree_tokens.view(1, -1), self.depth, self.bias, heads=True
+        )
+        best, a = evaluate_posterior(logits[self.retrieve], cands, 0.0, valid=self.valid)
+        path = self.retrieve.index_select(0, best.view(1))[0]  # [D + 1] node indices
+        last = path.gather(0, a.view(1))  # the last accepted node
+        self.base.copy_(logits.index_select(0, last)[0])
+        self.med.copy_(head_logits.index_select(1, last)[:, 0])
+        dec._keep(dec._t + path)  # slots t + path -> t .. t + D (stale past a, masked later)
+        dec._t.add_(a + 1)
+        return torch.cat([a.view(1), cands.index_select(0, best.view(1))[0]])
+
+    @torch.no_grad()
+    def __call__(self, base: torch.Tensor | None = None, med: torch.Tensor | None = None):
+        """Run one step; base [V] / med [K, V] replace the held logits first (the prompt's).
+        The result is the graph's buffer on CUDA: read it before the next call."""
+        dec = self.dec
+        if dec.length + self.tree.n_nodes > dec.capacity:
+            raise ValueError(
+                f"{dec.length} + {self.tree.n_nodes} tree nodes exceed the capacity {dec.capacity}"
+            )
+        if base is not None:
+            self.base.copy_(base)
+        if med is not None:
+            self.med.copy_(med)
+        if not dec.graphs:
+            return self._step()
+        if self._graph is None:
+            # the warm-up runs advance the state: capture from a copy, then restore it
+            state = [*dec.k, *dec.v, dec._t, self.base, self.med]
+            saved = [b.clone() for b in state]
+            stream = torch.cuda.Stream(dec.device)
+            stream.wait_stream(torch.cuda.current_stream(dec.device))
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._step()
+            torch.cuda.current_stream(dec.device).wait_stream(stream)
+            for b, v in zip(state, saved, strict=True):
+                b.copy_(v)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._step()
+            self._graph = (graph, out)
+        graph, out = self._graph
+        graph.replay()
+        return out
+
+
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -195,3 +274,16 @@ def static_decoder(
     if dec is None or dec.heads is not heads:
         dec = per_model[key] = StaticDecoder(model, capacity, heads, cuda_graph)
     return dec.reset()
+
+
+def tree_step(dec: StaticDecoder, tree: MedusaTree) -> GreedyTreeStep:
+    """dec's GreedyTreeStep for this tree, kept on the decoder so that its graph is captured
+    once per tree (dec is itself re-used across calls by `static_decoder`)."""
+    key = (  # by content: medusa_generate moves the tree to the device, a new object each call
+        tuple(tree.topk),
+        tuple(tree.tree_indices.tolist()),
+        tuple(map(tuple, tree.retrieve_indices.tolist())),
+    )
+    if key not in dec._tree_steps:
+        dec._tree_steps[key] = GreedyTreeStep(dec, tree)
+    return dec._tree_steps[key]

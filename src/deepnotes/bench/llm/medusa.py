@@ -44,6 +44,8 @@ from deepnotes.job_checks import ConfigError
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.models.lm import LM, LMConfig
 
+STEP = ", one graph a step"  # the suffix of the rows timed with `step_graph`
+
 
 @dataclass
 class MedusaBenchConfig:
@@ -55,6 +57,9 @@ class MedusaBenchConfig:
     dtype: str = "float32"  # float32 | bfloat16 (weights and activations)
     warmup: int = 1  # untimed prompts first (allocator, kernels, CUDA-graph capture)
     cuda_graph: bool = False  # both sides over fixed-size KV buffers, replayed as CUDA graphs
+    # with cuda_graph: also time every tree with its whole step (candidates, tree forward,
+    # acceptance, rollback) as one graph, one host sync a step ("<tree>, one graph a step")
+    step_graph: bool = False
     tree_nodes: list[int] = field(
         default_factory=lambda: [8, 16, 24]
     )  # one "optimal N" tree per N (nodes incl. the base token), from calibration
@@ -126,9 +131,12 @@ def _predicted(acc, tree) -> float | None:
 
 
 def check_medusa_bench(cfg: MedusaBenchConfig) -> None:
-    """Tree sizes that a tree can have, before anything runs."""
+    """Tree sizes that a tree can have, and step graphs only over the graph path, before
+    anything runs."""
     if any(n < 2 for n in cfg.tree_nodes):
         raise ConfigError("tree_nodes", cfg.tree_nodes, "each N counts the base token: >= 2")
+    if cfg.step_graph and not cfg.cuda_graph:
+        raise ConfigError("step_graph", True, "needs --cuda-graph true (the fixed-buffer path)")
 
 
 @suite(
@@ -169,11 +177,14 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
     _sync(ctx.device)
     calib_s = time.perf_counter() - t0
     trees.update(optimal)
-    predicted = {name: _predicted(acc, tree) for name, tree in trees.items()}
     n, graph = cfg.new_tokens, cfg.cuda_graph
+    runs = {name: (tree, False) for name, tree in trees.items()}  # method -> (tree, step graph)
+    if graph and cfg.step_graph:
+        runs.update({f"{name}{STEP}": (tree, True) for name, tree in trees.items()})
+    predicted = {name: _predicted(acc, tree) for name, (tree, _) in runs.items()}
     greedy = "greedy (cached forward" + (", CUDA graph)" if graph else ")")
     # the library's stepped `generate` is eager only: a reference row in eager runs
-    methods = {**({} if graph else {"greedy (LM.step)": None}), greedy: None, **trees}
+    methods = {**({} if graph else {"greedy (LM.step)": None}), greedy: None, **runs}
     per: dict[str, list[dict]] = {m: [] for m in methods}
     for i, p in enumerate(ctx.progress(prompts, desc="prompts")):
         ref, t = _timed(lambda p=p: greedy_cached(model, p, n, cuda_graph=graph), ctx.device)
@@ -181,10 +192,10 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
         if not graph:
             _, t = _timed(lambda p=p: generate(model, p, n, temperature=0), ctx.device)
             rec["greedy (LM.step)"] = {"s": t, "forwards": n, "equal": True}
-        for name, tree in trees.items():
+        for name, (tree, step) in runs.items():
             (out, st), t = _timed(
-                lambda p=p, tree=tree: medusa_generate(
-                    model, heads, p, n, tree=tree, cuda_graph=graph
+                lambda p=p, tree=tree, step=step: medusa_generate(
+                    model, heads, p, n, tree=tree, cuda_graph=graph, step_graph=step
                 ),
                 ctx.device,
             )
@@ -202,7 +213,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
         rows.append(
             {
                 "method": m,
-                "nodes": trees[m].n_nodes if m in trees else 1,
+                "nodes": runs[m][0].n_nodes if m in runs else 1,
                 "tokens_per_s": round(n / s, 1),
                 "speedup": round(base_s / s, 3),
                 "mean_accepted_length": round(n / fw, 3),
@@ -213,8 +224,10 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             }
         )
     title = f"Medusa, batch 1, {cfg.dtype}, {n} new tokens, {ctx.device.type}"
-    _plot(ctx, rows, title + (", CUDA graphs" if graph else ""))
-    best = max((r for r in rows if r["method"] in trees), key=lambda r: r["speedup"])
+    if graph:  # off CUDA the fixed-buffer path runs eagerly
+        title += ", CUDA graphs" if ctx.device.type == "cuda" else ", fixed buffers (eager)"
+    _plot(ctx, rows, title)
+    best = max((r for r in rows if r["method"] in runs), key=lambda r: r["speedup"])
     calibration = {}
     if acc is not None:
         calibration = {
@@ -231,6 +244,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "greedy_tokens_per_s": next(r for r in rows if r["method"] == greedy)["tokens_per_s"],
             "greedy_ms_per_token": round(1e3 * t1, 3),
             "cuda_graph": graph and ctx.device.type == "cuda",
+            "step_graph": graph and cfg.step_graph and ctx.device.type == "cuda",
             "model_params": sum(p.numel() for p in model.parameters()),
             **calibration,
         },
@@ -262,14 +276,16 @@ def _plot(ctx: Context, rows: list[dict], title: str) -> None:
     """Left: speed-up over greedy decoding of each method, tokens per forward (measured, and
     predicted from calibration) on the bar. Right, when there are optimal trees: speed-up,
     tokens per forward and tree overhead against the tree's node count."""
-    opt = [r for r in rows if r["method"].startswith("optimal ")]
+    opt = [r for r in rows if r["method"].startswith("optimal ") and STEP not in r["method"]]
+    opt_step = [r for r in rows if r["method"].startswith("optimal ") and STEP in r["method"]]
     width = max(7.5, 0.8 * len(rows) + 2)
     if opt:
         fig, (ax, ax2) = ctx.figure(1, 2, figsize=(width + 5.5, 4.6),
                                     gridspec_kw={"width_ratios": [width, 5.5]})  # fmt: skip
     else:
         fig, ax = ctx.figure(figsize=(width, 4.6))
-    ax.bar(range(len(rows)), [r["speedup"] for r in rows], color="tab:blue")
+    colours = ["tab:orange" if STEP in r["method"] else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r["speedup"] for r in rows], color=colours)
     ax.axhline(1.0, color="k", lw=1, ls="--", zorder=0.5)  # under the bars and their labels
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows], fontsize=8, rotation=30,
                   ha="right")  # fmt: skip
@@ -287,6 +303,9 @@ def _plot(ctx: Context, rows: list[dict], title: str) -> None:
     if opt:
         x = [r["nodes"] for r in opt]
         ax2.plot(x, [r["speedup"] for r in opt], "o-", color="tab:blue", label="speed-up")
+        if opt_step:
+            ax2.plot([r["nodes"] for r in opt_step], [r["speedup"] for r in opt_step], "o--",
+                     color="tab:orange", label="speed-up, one graph a step")  # fmt: skip
         ax2.plot(x, [r["mean_accepted_length"] for r in opt], "s-", color="tab:green",
                  label="tokens/forward, measured")  # fmt: skip
         if all(r["predicted_length"] is not None for r in opt):

@@ -1,0 +1,29 @@
+"""`deepnotes bench medusa`: the one-graph-a-step rows, and bad settings caught up front."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepnotes import jobs
+from deepnotes.bench.llm.medusa import STEP
+from deepnotes.job_checks import ConfigError
+
+JOB = jobs.SUITES.get("medusa")
+
+
+def test_step_graph_rows_sit_beside_each_tree_and_stay_lossless(tmp_path):
+    cfg = JOB.make_config("smoke", cuda_graph=True, step_graph=True, n_prompts=2)
+    rec = jobs.run_job(JOB, cfg, out=tmp_path, budget="smoke", quiet=True)
+    methods = [r["method"] for r in rec["table"]]
+    trees = [m for m in methods if not m.startswith("greedy") and STEP not in m]
+    assert trees and [m for m in methods if STEP in m] == [t + STEP for t in trees]
+    for r in rec["table"]:
+        assert r["equal_to_greedy"] == "2/2", r  # fp32 on the CPU: every output is greedy's
+    by = {r["method"]: r for r in rec["table"]}
+    for t in trees:  # the same decisions, so the same tokens per forward
+        assert by[t]["mean_accepted_length"] == by[t + STEP]["mean_accepted_length"]
+
+
+def test_step_graph_needs_the_graph_path():
+    with pytest.raises(ConfigError, match="--step-graph True: needs --cuda-graph true"):
+        JOB.check(JOB.make_config("smoke", step_graph=True))

@@ -1,7 +1,7 @@
 """Time candidate tile settings of each Triton kernel on a GPU and print the fastest.
 
 Usage (on a CUDA machine, from the repository root):
-    PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan] [--json F]
+    PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan,decode] [--json F]
         [--plot F.png]
 
 Each op is timed at the benchmark's setting (bf16, B*T = 65,536, H*D = 2048) at one or two
@@ -209,6 +209,33 @@ def tune_scan(results):
     ts.BWD_CONFIG.update(saved[1])
 
 
+def tune_decode(results):
+    """Flash-decoding's launch settings at B = 1, T = 64k and B = 16, T = 16k (H = 16,
+    D = 128), with SDPA timed on the same inputs as the yardstick (config {"impl": "sdpa"})."""
+    import torch.nn.functional as F
+
+    import deepnotes.ops.decode.triton_decode as td
+
+    H, D = 16, 128
+    saved = dict(td.CONFIG)
+    for B, T in ((1, 65536), (16, 16384)):
+        q = torch.randn(B, H, 1, D, device=DEV, dtype=DT)
+        k, v = (torch.randn(B, H, T, D, device=DEV, dtype=DT) for _ in range(2))
+        shape = f"B{B} T{T}"
+        trial(results, "decode", shape, {"impl": "sdpa"},
+              lambda: F.scaled_dot_product_attention(q, k, v))  # fmt: skip
+        for per_sm in (2, 4, 8, 16):
+            for bn in (32, 64, 128):
+                for w in (4, 8):
+                    for st in (1, 3):
+                        td.CONFIG.update(programs_per_sm=per_sm, BLOCK_N=bn, num_warps=w,
+                                         num_stages=st)  # fmt: skip
+                        run = lambda: td.triton_flash_decode(q, k, v, None, T, scale=D**-0.5)  # noqa: E731
+                        trial(results, "decode", shape, dict(td.CONFIG), run)
+    td.CONFIG.clear()
+    td.CONFIG.update(saved)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ops", default="flash,gau,scan,linear")
@@ -216,18 +243,19 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default=None, help="draw the sweeps into this PNG")
     args = p.parse_args(argv)
     results: list[dict] = []
-    fns = {"flash": tune_flash, "linear": tune_linear, "gau": tune_gau, "scan": tune_scan}
+    fns = {"flash": tune_flash, "linear": tune_linear, "gau": tune_gau, "scan": tune_scan,
+           "decode": tune_decode}  # fmt: skip
     for op in args.ops.split(","):
         t0 = time.perf_counter()
         fns[op](results)
         print(f"# {op}: {time.perf_counter() - t0:.0f} s", flush=True)
     best: dict[tuple, dict] = {}
     for r in results:
-        key = (r["op"], r["shape"])
+        key = (r["op"], r["shape"], r["config"].get("impl", ""))  # a peer (sdpa) on its own line
         if r["status"] == "ok" and (key not in best or r["ms"] < best[key]["ms"]):
             best[key] = r
     print("\nfastest per op and shape:")
-    for (op, shape), r in best.items():
+    for (op, shape, _), r in best.items():
         print(f"  {op:14s} {shape:22s} {r['ms']:8.3f} ms  {json.dumps(r['config'])}")
     if args.json:
         with open(args.json, "w") as f:

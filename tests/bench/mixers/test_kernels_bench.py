@@ -32,3 +32,29 @@ def test_rows_are_saved_before_each_timing_and_the_log_names_it(tmp_path, monkey
     assert all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in saved["rows"])
     timing = [line for line in capsys.readouterr().err.splitlines() if "timing" in line]
     assert timing[-1].endswith("timing flash_attn sdpa D=16 T=64 ...")  # where it stopped
+
+
+def test_tuning_plot_leaves_out_the_decode_sweep():
+    """`tune_kernels.py --ops decode` trials (one phase, a peer row) do not break the plot's
+    rows of the other kernels."""
+    from deepnotes.bench.mixers.tuning_plot import tuning_points
+
+    trials = [
+        {"op": "flash_fwd", "shape": "D64 T8192", "config": {}, "ms": 1.5, "status": "ok"},
+        {
+            "op": "decode",
+            "shape": "B1 T65536",
+            "config": {"impl": "sdpa"},
+            "ms": 0.1,
+            "status": "ok",
+        },  # fmt: skip
+        {
+            "op": "decode",
+            "shape": "B1 T65536",
+            "config": {"num_warps": 8},
+            "ms": 0.4,
+            "status": "ok",
+        },  # fmt: skip
+    ]
+    rows = tuning_points(trials)
+    assert [(r["label"], r["fwd"]) for r in rows] == [("flash D=64 T=8k", [1.5])]

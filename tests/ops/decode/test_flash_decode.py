@@ -123,3 +123,27 @@ def test_auto_runs_sdpa_and_the_kernel_is_opt_in(monkeypatch, seed):
     monkeypatch.setenv("DEEPNOTES_KERNELS", "triton")
     flash_decode(q, k, v, 29)
     assert calls == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "settings,device",
+    [
+        cpu({"programs_per_sm": 8, "num_warps": 2, "num_stages": 1}, id="8-per-sm-2-warps"),
+        cpu({"programs_per_sm": 1, "num_warps": 8, "num_stages": 3}, id="1-per-sm-8-warps"),
+        gpu({"programs_per_sm": 8, "BLOCK_N": 128, "num_warps": 8, "num_stages": 3}, id="tuned"),
+        gpu({"programs_per_sm": 16, "BLOCK_N": 32, "num_warps": 4, "num_stages": 1}, id="small"),
+    ],
+)
+def test_launch_settings_keep_the_result(settings, device, monkeypatch, seed):
+    """The settings `tune_kernels.py --ops decode` sweeps change the split count, tiles and
+    launch, never the result (ragged rows with an empty one, GQA)."""
+    import importlib
+
+    td = importlib.import_module("deepnotes.ops.decode.triton_decode")
+    for key, value in settings.items():
+        monkeypatch.setitem(td.CONFIG, key, value)
+    S = 200 if device == "cpu" else 5000
+    q, k, v = _inputs(3, 4, 2, S, 64, torch.float32, device)
+    lens = [S, 0, S // 3]
+    out = flash_decode(q, k, v, torch.tensor(lens, device=device), backend="triton")
+    assert_close(out, _truth(q, k, v, lens), tol=TOLERANCE[torch.float32] * 10)

@@ -62,6 +62,9 @@ def tuning_points(trials: list[dict]) -> list[dict]:
             rows[key] = {"label": _label(kind, shape), "floor": fl, "fwd": [], "fwdbwd": []}
         return rows[key]
 
+    # flash-decoding's sweep ("decode", no backward) is not drawn: its best settings print
+    trials = [t for t in trials if "_" in t["op"]]
+    ok = [t for t in ok if "_" in t["op"]]
     for t in trials:  # a failed setting (compile error, illegal access) leaves no point
         kind, phase = t["op"].split("_", 1)
         r = row(kind, t["shape"].split(" BL")[0])

@@ -32,6 +32,11 @@ from deepnotes.ops.triton_utils import pow2
 LOG2E = 1.4426950408889634
 MAX_HEAD_DIM = 256
 MAX_SPLITS = 256  # partial results per row (the combine kernel holds them in one tile)
+# launch settings of the split kernel (`scripts/tune_kernels.py --ops decode` sweeps them):
+# BLOCK_N keys per tile (0 = 8k fp32 elements per tile, `block_n`), warps per program,
+# software-pipeline stages of the key loop (None = Triton's default), and the programs per
+# SM that the default number of splits aims at
+CONFIG = {"BLOCK_N": 0, "num_warps": 4, "num_stages": None, "programs_per_sm": 2}
 
 
 @triton.jit
@@ -112,18 +117,22 @@ def decode_combine_kernel(
 
 
 def block_n(D: int) -> int:
-    """Keys per tile: a [BLOCK_N, D] fp32 tile of 8k elements (64 keys at D = 128)."""
-    return 16 if interpreting() else max(16, min(128, 8192 // pow2(D)))
+    """Keys per tile: CONFIG["BLOCK_N"], else a [BLOCK_N, D] fp32 tile of 8k elements (64 keys
+    at D = 128); 16 under the interpreter."""
+    if interpreting():
+        return 16
+    return CONFIG["BLOCK_N"] or max(16, min(128, 8192 // pow2(D)))
 
 
 def choose_splits(B: int, H: int, S: int, BLOCK_N: int, device: torch.device) -> int:
-    """Splits per row so that about two programs run per SM, each with >= one tile."""
+    """Splits per row so that about CONFIG["programs_per_sm"] programs run per SM, each with
+    >= one tile."""
     sms = (
         torch.cuda.get_device_properties(device).multi_processor_count
         if device.type == "cuda"
         else 4
     )
-    want = math.ceil(2 * sms / (B * H))
+    want = math.ceil(CONFIG["programs_per_sm"] * sms / (B * H))
     return max(1, min(want, math.ceil(S / BLOCK_N), MAX_SPLITS))
 
 
@@ -149,14 +158,15 @@ def triton_flash_decode(
     lse_part = torch.empty(B * H, n, device=q.device, dtype=torch.float32)
     out = torch.empty_like(q)
     BLOCK_D = pow2(D)
-    warps = dict(num_warps=4)
+    warps = dict(num_warps=CONFIG["num_warps"])
+    stages = {} if CONFIG["num_stages"] is None else dict(num_stages=CONFIG["num_stages"])
     decode_split_kernel[(n, B * H)](
         q, k, v, lens if lens is not None else q, o_part, lse_part,
         q.stride(0), q.stride(1),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         H, H // k.shape[1], n, L, scale * LOG2E, S,
-        HAS_LENS=lens is not None, D=D, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, **warps,
+        HAS_LENS=lens is not None, D=D, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, **warps, **stages,
     )  # fmt: skip
     decode_combine_kernel[(B * H,)](
         o_part, lse_part, out, out.stride(0), out.stride(1), H, n,

@@ -306,14 +306,16 @@ def medusa_generate(
 
             step = tree_step(dec, tree)
             dec._t.fill_(dec.length)  # the step keeps the length on the device from here
+            emitted: list[int] = []  # on the host: the step's one sync brings them anyway
             while n_out < max_new_tokens:
                 first = stats.forwards == 1
                 a, *tokens = step(base if first else None, med if first else None).tolist()
                 stats.forwards += 1
                 dec.length += a + 1
-                out.append(torch.tensor(tokens[: a + 1], device=device))
+                emitted += tokens[: a + 1]
                 n_out += a + 1
                 stats.accepted.append(a)
+            out.append(torch.tensor(emitted, dtype=prompt.dtype, device=device))
         while n_out < max_new_tokens:
             tree_tokens, cands = tree.candidates(base, med)
             t = dec.length

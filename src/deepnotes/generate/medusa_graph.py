@@ -190,10 +190,11 @@ class GreedyTreeStep:
     one after a host sync, while the GPU waits. Here all of it is one function of fixed
     shapes, captured once: candidates from the last step's base and head logits (held in
     `base` [V] and `med` [K, V]), the tree forward, greedy acceptance, the next step's
-    logits, the rollback of the chosen path, and the length advanced on the device
-    (`dec._t`). A call returns [1 + D + 1] long: a (the accepted head tokens), then the
-    chosen path's tokens (the step emits the first a + 1), read with one host sync. Greedy
-    only: typical acceptance picks among tied paths, a data-dependent shape.
+    logits (the Medusa heads at the accepted node only), the rollback of the chosen path,
+    and the length advanced on the device (`dec._t`). A call returns [1 + D + 1] long: a
+    (the accepted head tokens), then the chosen path's tokens (the step emits the first
+    a + 1), read with one host sync. Greedy only: typical acceptance picks among tied paths,
+    a data-dependent shape.
     """
 
     def __init__(self, dec: StaticDecoder, tree: MedusaTree) -> None:
@@ -211,14 +212,16 @@ class GreedyTreeStep:
     def _step(self) -> torch.Tensor:
         dec = self.dec
         tree_tokens, cands = self.tree.candidates(self.base, self.med)
-        hidden, logits, head_logits = dec._forward(
-            tree_tokens.view(1, -1), self.depth, self.bias, heads=True
+        hidden, logits, _ = dec._forward(
+            tree_tokens.view(1, -1), self.depth, self.bias, heads=False
         )
         best, a = evaluate_posterior(logits[self.retrieve], cands, 0.0, valid=self.valid)
         path = self.retrieve.index_select(0, best.view(1))[0]  # [D + 1] node indices
         last = path.gather(0, a.view(1))  # the last accepted node
         self.base.copy_(logits.index_select(0, last)[0])
-        self.med.copy_(head_logits.index_select(1, last)[:, 0])
+        # the heads at that node alone (the per-forward graph computes them at every node,
+        # before acceptance is known): K vocabulary projections of one row instead of N
+        self.med.copy_(dec.heads(hidden.index_select(0, last)[0]))
         dec._keep(dec._t + path)  # slots t + path -> t .. t + D (stale past a, masked later)
         dec._t.add_(a + 1)
         return torch.cat([a.view(1), cands.index_select(0, best.view(1))[0]])

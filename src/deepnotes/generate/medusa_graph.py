@@ -242,21 +242,12 @@ class GreedyTreeStep:
         if not dec.graphs:
             return self._step()
         if self._graph is None:
-            # the warm-up runs advance the state: capture from a copy, then restore it
+            # the warm-up runs advance the state (capturing runs nothing): restore it after
             state = [*dec.k, *dec.v, dec._t, self.base, self.med]
             saved = [b.clone() for b in state]
-            stream = torch.cuda.Stream(dec.device)
-            stream.wait_stream(torch.cuda.current_stream(dec.device))
-            with torch.cuda.stream(stream):
-                for _ in range(2):
-                    self._step()
-            torch.cuda.current_stream(dec.device).wait_stream(stream)
+            self._graph = dec._capture(self._step, {})
             for b, v in zip(state, saved, strict=True):
                 b.copy_(v)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._step()
-            self._graph = (graph, out)
         graph, out = self._graph
         graph.replay()
         return out

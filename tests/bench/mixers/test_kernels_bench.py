@@ -39,22 +39,11 @@ def test_tuning_plot_leaves_out_the_decode_sweep():
     rows of the other kernels."""
     from deepnotes.bench.mixers.tuning_plot import tuning_points
 
+    ok = {"ms": 0.4, "status": "ok"}
     trials = [
         {"op": "flash_fwd", "shape": "D64 T8192", "config": {}, "ms": 1.5, "status": "ok"},
-        {
-            "op": "decode",
-            "shape": "B1 T65536",
-            "config": {"impl": "sdpa"},
-            "ms": 0.1,
-            "status": "ok",
-        },  # fmt: skip
-        {
-            "op": "decode",
-            "shape": "B1 T65536",
-            "config": {"num_warps": 8},
-            "ms": 0.4,
-            "status": "ok",
-        },  # fmt: skip
+        {"op": "decode", "shape": "B1 T65536", "config": {"impl": "sdpa"}, **ok},
+        {"op": "decode", "shape": "B1 T65536", "config": {"num_warps": 8}, **ok},
     ]
     rows = tuning_points(trials)
     assert [(r["label"], r["fwd"]) for r in rows] == [("flash D=64 T=8k", [1.5])]

@@ -71,7 +71,7 @@ def measure(cfg: DecodeConfig, B: int, T: int, device: torch.device) -> list[dic
         kk, vv = (k, v) if rep == 1 else (k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1))
         return F.scaled_dot_product_attention(q, kk, vv)
 
-    kernel = device.type == "cuda" and use_triton("flash_decode", "auto", (q, k, v))
+    kernel = use_triton("flash_decode", "auto", (q, k, v))  # CUDA with Triton installed
     backend = "triton" if kernel else "auto"
 
     def ours():

@@ -2,7 +2,8 @@
 
 At a fixed token count (B*T) and model width (H*D), for each sequence length T:
 - softmax attention: `flash_attn` (ours) vs torch SDPA (whichever backend it picks, recorded)
-  and the explicit reference where its T x T matrix fits;
+  and the explicit reference where its T x T matrix fits; beside it the forward with Hopper's
+  TMA loads (`tma`, `tma-ws` with warp specialisation; rows per `flash_variants`, sm_90+);
 - causal linear attention: `chunk_linear_attn` (ours) vs fla's `chunk_linear_attn`
   (`fla-core`, optional) and the chunked PyTorch form; beside it the sequence-parallel form
   (`seg-<n>` rows, one per segment count in `linear_segments`);
@@ -46,6 +47,9 @@ class KernelsBenchConfig:
     )  # GAU: linear in T up to 64k
     gau_chunk: int = 256  # FLASH's chunk length C
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
+    flash_variants: list[str] = field(
+        default_factory=lambda: ["tma", "tma-ws"]
+    )  # forward variants of our flash kernel timed beside it (Hopper TMA loads, + warp specialisation)
     linear_segments: list[int] = field(
         default_factory=lambda: [4, 16]
     )  # segment counts of the sequence-parallel linear attention timed beside ours (empty: none)
@@ -137,9 +141,19 @@ def _attn_flops(B, H, T, D, causal) -> float:
 def bench_flash(cfg, ctx, kernels, rows, notes):
     from deepnotes.ops.attention import flash_attn, naive_softmax_attn
 
+    from deepnotes.ops.attention.triton_flash import triton_flash_attn
+    from deepnotes.ops.attention.triton_flash_tma import tma_problem
+
     dt = _dtype(cfg.dtype)
     for D in cfg.head_dims:
         H = cfg.width // D
+        variants = []
+        if kernels and cfg.flash_variants:
+            why = tma_problem(torch.empty(1, 1, 1, D, device=ctx.device, dtype=dt))
+            if why is None:
+                variants = list(cfg.flash_variants)
+            else:
+                notes.append(f"flash_attn variants {cfg.flash_variants} skipped at D={D}: {why}")
         for T in cfg.lengths:
             B = max(1, cfg.tokens // T)
             x = [torch.randn(B, H, T, D, device=ctx.device, dtype=dt) for _ in range(3)]
@@ -150,6 +164,10 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
                 impls["ours"] = lambda q, k, v: flash_attn(
                     q, k, v, causal=cfg.causal, backend="triton"
                 )
+                for loads in variants:
+                    impls[loads] = lambda q, k, v, loads=loads: triton_flash_attn(
+                        q, k, v, causal=cfg.causal, loads=loads
+                    )
             if cfg.peers:
                 impls["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(
                     q, k, v, is_causal=cfg.causal
@@ -159,7 +177,14 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
                 impls["reference"] = lambda q, k, v: naive_softmax_attn(q, k, v, causal=cfg.causal)
             for impl, f in impls.items():
                 fwd, fb = _grad_fn(f, x, cot)
-                m = _measure(fwd, fb, ctx, f"flash_attn {impl} D={D} T={T}", rows)
+                try:
+                    m = _measure(fwd, fb, ctx, f"flash_attn {impl} D={D} T={T}", rows)
+                except Exception as e:  # noqa: BLE001 - an opt-in variant may not compile
+                    if impl not in variants:
+                        raise
+                    notes.append(f"flash_attn {impl} D={D} T={T} failed: {type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200] if str(e) else ''}")  # fmt: skip
+                    continue
                 row = {"op": "flash_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
                 row["fwd_tflops"] = flops / m["fwd_ms"] / 1e9
                 row["fwdbwd_tflops"] = 3.5 * flops / m["fwdbwd_ms"] / 1e9
@@ -353,6 +378,9 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
         )
 
 
+PEERS = {"sdpa", "fla", "reference"}
+
+
 def _ratios(rows: list[dict], metrics: dict) -> None:
     """x_<peer> = peer time / our time, for rows of the same op, T (and D, except for GAU,
     whose SDPA peer has its own head dim)."""
@@ -369,6 +397,16 @@ def _ratios(rows: list[dict], metrics: dict) -> None:
             ratio = r[f"{phase}_ms"] / o[f"{phase}_ms"]
             o[f"{phase}_x_{r['impl']}"] = ratio
             metrics[f"{r['op']}/D{o['D']}/T{r['T']}/{phase}_x_{r['impl']}"] = ratio
+    # our variants (tma, seg-<n>, chunked-<CL>) against the peers of their own row
+    peers = {(key(r), r["impl"]): r for r in rows if r["impl"] in PEERS}
+    for r in rows:
+        if r["impl"] == "ours" or r["impl"] in PEERS:
+            continue
+        for peer in PEERS - {"reference"}:
+            p = peers.get((key(r), peer))
+            if p is not None:
+                for phase in ("fwd", "fwdbwd"):
+                    r[f"{phase}_x_{peer}"] = p[f"{phase}_ms"] / r[f"{phase}_ms"]
 
 
 def _widen_to_125(ax) -> None:
@@ -457,6 +495,11 @@ def bench_kernels(cfg: KernelsBenchConfig, ctx: Context) -> Result:
     bad = sorted(set(cfg.ops) - valid)
     if bad:
         raise ValueError(f"unknown ops {bad}; valid: {sorted(valid)}")
+    from deepnotes.ops.attention.triton_flash_tma import VARIANTS
+
+    bad = sorted(set(cfg.flash_variants) - set(VARIANTS))
+    if bad:
+        raise ValueError(f"unknown flash_variants {bad}; valid: {sorted(VARIANTS)}")
     for op in ctx.progress(cfg.ops, desc="bench kernels"):
         if op == "flash":
             bench_flash(cfg, ctx, kernels, rows, notes)

@@ -68,6 +68,53 @@ def bwd_config(d: int) -> dict:
 
 # --------------------------------------------------------------------------- forward
 @triton.jit
+def _online_softmax(s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED: tl.constexpr,
+                    CAUSAL: tl.constexpr):  # fmt: skip
+    """One key block of the online softmax: scores s [BLOCK_M, BLOCK_N] (log2 units) ->
+    (p = exp2(s - m'), acc and l rescaled by exp2(m - m'), m'); the caller adds p v to acc.
+    MASKED blocks hide keys past T_k and, when CAUSAL, keys after each query."""
+    if MASKED:
+        allowed = offs_n[None, :] < T_k
+        if CAUSAL:
+            allowed = allowed & (offs_n[None, :] <= offs_m[:, None] + off)
+        s = tl.where(allowed, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        # A row that has seen no key yet keeps m = -inf; subtract 0 instead (no NaN).
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = m_new
+    p = tl.exp2(s - m_use[:, None])
+    alpha = tl.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    return p, acc, l_i, m_new
+
+
+@triton.jit
+def _key_range(start_m, T_k, off, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               CAUSAL: tl.constexpr):  # fmt: skip
+    """(n_full, hi): keys [0, n_full) need no mask for this query block, [n_full, hi) do."""
+    if CAUSAL:
+        # key blocks every row of this block may see entirely: n + BLOCK_N - 1 <= start_m + off
+        n_full = tl.maximum(start_m + off + 1, 0) // BLOCK_N
+        n_full = tl.minimum(n_full, T_k // BLOCK_N) * BLOCK_N
+        hi = tl.minimum(tl.maximum(start_m + BLOCK_M + off, 0), T_k)
+    else:
+        n_full = (T_k // BLOCK_N) * BLOCK_N
+        hi = T_k
+    return n_full, hi
+
+
+@triton.jit
+def _finish(acc, l_i, m_i):
+    """(o = acc / l, lse = m + log2 l); a row that saw no key gets o = 0, lse = +inf."""
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    return acc / l_safe[:, None], tl.where(empty, float("inf"), m_i + tl.log2(l_safe))
+
+
+@triton.jit
 def _fwd_inner(
     acc,
     l_i,
@@ -103,24 +150,9 @@ def _fwd_inner(
             kv_mask = d_ok[None, :]
         k = tl.load(k_base + offs_n[:, None] * stride_kt + offs_d[None, :], mask=kv_mask, other=0.0)
         s = mm(q, tl.trans(k), None, PRECISION, UPCAST) * qk_scale
-        if MASKED:
-            allowed = offs_n[None, :] < T_k
-            if CAUSAL:
-                allowed = allowed & (offs_n[None, :] <= offs_m[:, None] + off)
-            s = tl.where(allowed, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            # A row that has seen no key yet keeps m = -inf; subtract 0 instead (no NaN).
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        else:
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = m_new
-        p = tl.exp2(s - m_use[:, None])
-        alpha = tl.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
+        p, acc, l_i, m_i = _online_softmax(s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED, CAUSAL)
         v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :], mask=kv_mask, other=0.0)
         acc = mm(p.to(v.dtype), v, acc, PRECISION, UPCAST)
-        m_i = m_new
     return acc, l_i, m_i
 
 
@@ -173,14 +205,7 @@ def flash_attn_fwd_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    if CAUSAL:
-        # key blocks every row of this block may see entirely: n + BLOCK_N - 1 <= start_m + off
-        n_full = tl.maximum(start_m + off + 1, 0) // BLOCK_N
-        n_full = tl.minimum(n_full, T_k // BLOCK_N) * BLOCK_N
-        hi = tl.minimum(tl.maximum(start_m + BLOCK_M + off, 0), T_k)
-    else:
-        n_full = (T_k // BLOCK_N) * BLOCK_N
-        hi = T_k
+    n_full, hi = _key_range(start_m, T_k, off, BLOCK_M, BLOCK_N, CAUSAL)
     acc, l_i, m_i = _fwd_inner(
         acc,
         l_i,
@@ -229,10 +254,7 @@ def flash_attn_fwd_kernel(
         PRECISION,
         UPCAST,
     )
-    empty = l_i == 0.0
-    l_safe = tl.where(empty, 1.0, l_i)
-    o = acc / l_safe[:, None]
-    lse = tl.where(empty, float("inf"), m_i + tl.log2(l_safe))
+    o, lse = _finish(acc, l_i, m_i)
     o_base = O + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
     tl.store(
         o_base + offs_m[:, None] * stride_ot + offs_d[None, :],
@@ -592,8 +614,15 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def flash_attn_fwd(q, k, v, causal: bool, scale: float):
-    """-> (o [B, H, T_q, D] in q's dtype, lse [B, H, T_q] fp32 in log2 units of scaled scores)."""
+def flash_attn_fwd(q, k, v, causal: bool, scale: float, loads: str = "pointer"):
+    """-> (o [B, H, T_q, D] in q's dtype, lse [B, H, T_q] fp32 in log2 units of scaled scores).
+    loads: "pointer" (this kernel), or "tma" / "tma-ws" (`triton_flash_tma`, opt-in)."""
+    if loads != "pointer":
+        from deepnotes.ops.attention.triton_flash_tma import VARIANTS, flash_attn_fwd_tma
+
+        if loads not in VARIANTS:
+            raise ValueError(f"loads must be 'pointer' or one of {sorted(VARIANTS)}, got {loads!r}")
+        return flash_attn_fwd_tma(q, k, v, causal, scale, VARIANTS[loads])
     B, H, T_q, D = q.shape
     T_k = k.shape[2]
     o = torch.empty_like(q)
@@ -705,15 +734,16 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float):
 # assertion on an H100), and autograd goes through `register_autograd`.
 @torch.library.custom_op("deepnotes::flash_attn_fwd", mutates_args=())
 def flash_attn_fwd_op(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
+    loads: str = "pointer",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (o, lse), o contiguous; q, k, v of one dtype (see `triton_flash_attn`)."""
     q, k, v = (t.contiguous() for t in (q, k, v))
-    return flash_attn_fwd(q, k, v, causal, scale)
+    return flash_attn_fwd(q, k, v, causal, scale, loads)
 
 
 @flash_attn_fwd_op.register_fake
-def _(q, k, v, causal, scale):
+def _(q, k, v, causal, scale, loads="pointer"):
     B, H, T_q, _ = q.shape
     return q.new_empty(q.shape), q.new_empty(B, H, T_q, dtype=torch.float32)
 
@@ -740,7 +770,7 @@ def _(do, q, k, v, o, lse, causal, scale):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, scale = inputs
+    q, k, v, causal, scale, _ = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse)
     ctx.mark_non_differentiable(lse)
@@ -750,19 +780,24 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, do, dlse):
     q, k, v, o, lse = ctx.saved_tensors
     dq, dk, dv = flash_attn_bwd_op(do, q, k, v, o, lse, ctx.causal, ctx.scale)
-    return dq, dk, dv, None, None
+    return dq, dk, dv, None, None, None
 
 
 flash_attn_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def triton_flash_attn(q, k, v, *, causal: bool, scale: float | None = None) -> torch.Tensor:
+def triton_flash_attn(
+    q, k, v, *, causal: bool, scale: float | None = None, loads: str = "pointer"
+) -> torch.Tensor:
     """FlashAttention-2 kernels. q: [B, H, T_q, D], k, v: [B, H, T_k, D] -> [B, H, T_q, D].
 
     q, k, v must share one dtype (`flash_attn` casts them); they are made contiguous here.
+    loads: the forward's loads, "pointer" (default), or "tma" / "tma-ws" (Hopper's tensor
+    descriptors, without / with warp specialisation; `triton_flash_tma`). The backward is
+    the same for all three.
     """
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"triton_flash_attn: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     q, k, v = (t.contiguous() for t in (q, k, v))  # saved for backward as they are
-    return flash_attn_fwd_op(q, k, v, causal, scale)[0]
+    return flash_attn_fwd_op(q, k, v, causal, scale, loads)[0]

@@ -49,7 +49,7 @@ class KernelsBenchConfig:
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
     flash_variants: list[str] = field(
         default_factory=lambda: ["tma", "tma-ws"]
-    )  # forward variants of our flash kernel timed beside it (Hopper TMA loads, + warp specialisation)
+    )  # forward variants of our flash kernel timed beside it (Hopper TMA loads, + warp spec.)
     linear_segments: list[int] = field(
         default_factory=lambda: [4, 16]
     )  # segment counts of the sequence-parallel linear attention timed beside ours (empty: none)
@@ -140,7 +140,6 @@ def _attn_flops(B, H, T, D, causal) -> float:
 # --------------------------------------------------------------------------- ops
 def bench_flash(cfg, ctx, kernels, rows, notes):
     from deepnotes.ops.attention import flash_attn, naive_softmax_attn
-
     from deepnotes.ops.attention.triton_flash import triton_flash_attn
     from deepnotes.ops.attention.triton_flash_tma import tma_problem
 

@@ -150,7 +150,9 @@ def _fwd_inner(
             kv_mask = d_ok[None, :]
         k = tl.load(k_base + offs_n[:, None] * stride_kt + offs_d[None, :], mask=kv_mask, other=0.0)
         s = mm(q, tl.trans(k), None, PRECISION, UPCAST) * qk_scale
-        p, acc, l_i, m_i = _online_softmax(s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED, CAUSAL)
+        p, acc, l_i, m_i = _online_softmax(
+            s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED, CAUSAL
+        )
         v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :], mask=kv_mask, other=0.0)
         acc = mm(p.to(v.dtype), v, acc, PRECISION, UPCAST)
     return acc, l_i, m_i
@@ -734,7 +736,11 @@ def flash_attn_bwd(do, q, k, v, o, lse, causal: bool, scale: float):
 # assertion on an H100), and autograd goes through `register_autograd`.
 @torch.library.custom_op("deepnotes::flash_attn_fwd", mutates_args=())
 def flash_attn_fwd_op(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    scale: float,
     loads: str = "pointer",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (o, lse), o contiguous; q, k, v of one dtype (see `triton_flash_attn`)."""

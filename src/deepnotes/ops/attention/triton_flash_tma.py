@@ -132,7 +132,7 @@ def flash_attn_fwd_tma_kernel(
 
 
 def _descriptor(t: torch.Tensor, rows: int, cols: int):
-    """A TMA descriptor over contiguous t [B, H, T, D] viewed as [B*H, T, D], tiles [1, rows, cols]."""
+    """A TMA descriptor over contiguous t [B, H, T, D] as [B*H, T, D], tiles [1, rows, cols]."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     B, H, T, D = t.shape

@@ -548,13 +548,7 @@ def flash_attn_bwd_dq_kernel(
     k_base = K + b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh
     v_base = V + b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    if CAUSAL:
-        n_full = tl.maximum(start_m + off + 1, 0) // BLOCK_N
-        n_full = tl.minimum(n_full, T_k // BLOCK_N) * BLOCK_N
-        hi = tl.minimum(tl.maximum(start_m + BLOCK_M + off, 0), T_k)
-    else:
-        n_full = (T_k // BLOCK_N) * BLOCK_N
-        hi = T_k
+    n_full, hi = _key_range(start_m, T_k, off, BLOCK_M, BLOCK_N, CAUSAL)
     dq = _dq_inner(
         dq,
         q,

@@ -57,6 +57,9 @@ class KernelsBenchConfig:
     scan_chunks: list[int] = field(
         default_factory=lambda: [64, 128, 256]
     )  # chunk lengths CL of the scan's chunk-parallel forward timed beside ours (empty: none)
+    scan_bwd_chunks: list[int] = field(
+        default_factory=lambda: [128]
+    )  # chunk lengths CL of the scan's chunk-parallel backward (multiples of 64) timed beside ours
     dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
     causal: bool = True  # causal masking (the LM setting)
     peers: bool = True  # time SDPA and fla (when installed)
@@ -325,6 +328,18 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
     copy = _copy_bandwidth(cfg, ctx)
     if copy is not None:
         metrics["copy_GBps"] = copy
+
+    def chunk_rows(prefix, lengths, key, **variant):
+        """{prefix-CL: our kernel with key=CL and `variant` (fwd, bwd; unnamed ones the walk)}
+        for each chunk length CL."""
+        variant = dict(fwd="walk", bwd="walk") | variant
+        return {
+            f"{prefix}-{cl}": lambda *a, cl=cl: triton_selective_scan(
+                *a, delta_softplus=True, **variant, **{key: cl}
+            )
+            for cl in lengths
+        }
+
     for L in cfg.lengths:
         Bt = max(1, cfg.tokens // L)
         dev = ctx.device
@@ -346,12 +361,10 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
         impls = {}
         if kernels:
             impls["ours"] = lambda *a: selective_scan(
-                *a, delta_softplus=True, backend="triton", fwd="walk"
+                *a, delta_softplus=True, backend="triton", fwd="walk", bwd="walk"
             )
-            for cl in cfg.scan_chunks:
-                impls[f"chunked-{cl}"] = lambda *a, cl=cl: triton_selective_scan(
-                    *a, delta_softplus=True, fwd="chunked", chunk_len=cl
-                )
+            impls |= chunk_rows("chunked", cfg.scan_chunks, "chunk_len", fwd="chunked")
+            impls |= chunk_rows("chunked-bwd", cfg.scan_bwd_chunks, "bwd_chunk_len", bwd="chunked")
         if cfg.references and L <= cfg.ref_max_T:
             impls["reference"] = lambda *a: torch_selective_scan(*a, delta_softplus=True)
         for impl, f in impls.items():
@@ -374,6 +387,12 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             "selective_scan chunked-<CL>: the two-level forward (chunks of CL steps in parallel, "
             "then a scan over chunks) with the same backward; fwd_x_chunked-<CL> = its time / "
             "ours (the step-by-step forward), > 1 means the chunked one is slower"
+        )
+    if kernels and cfg.scan_bwd_chunks:
+        notes.append(
+            "selective_scan chunked-bwd-<CL>: the step-by-step forward with the chunk-parallel "
+            "backward (chunks of CL steps in parallel, joined by a reverse scan over chunks); "
+            "fwdbwd_x_chunked-bwd-<CL> = its time / ours, > 1 means the chunked one is slower"
         )
 
 

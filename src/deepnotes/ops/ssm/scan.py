@@ -153,6 +153,7 @@ def selective_scan(
     return_last_state: bool = False,
     backend: str = "auto",
     fwd: str = "auto",
+    bwd: str = "auto",
 ):
     """Selective scan (public). Shapes as in `naive_selective_scan`.
 
@@ -160,7 +161,9 @@ def selective_scan(
     `deepnotes.ops.backend`). The Triton kernel (`triton_scan.py`) runs on CUDA for fp16,
     bf16 and fp32 inputs with N <= 64; elsewhere the chunked PyTorch form runs. fwd: the
     kernel's forward, "auto" | "walk" | "chunked" (or env DEEPNOTES_SCAN_FWD when "auto";
-    default "walk"; see `triton_scan.forward_variant`); the PyTorch form ignores it. Mixed dtypes
+    default "walk"; see `triton_scan.forward_variant`); bwd: likewise the kernel's backward,
+    "auto" | "walk" | "chunked" (env DEEPNOTES_SCAN_BWD; default "walk"; see
+    `triton_scan.backward_variant`); the PyTorch form ignores both. Mixed dtypes
     need no cast (as in mamba_ssm): both paths read each input in its own dtype, compute in
     fp32 (fp64 for fp64 u), return y in u's dtype and each gradient in its input's dtype.
     """
@@ -170,7 +173,7 @@ def selective_scan(
         from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
         return triton_selective_scan(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, fwd=fwd
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, fwd=fwd, bwd=bwd
         )
     return torch_selective_scan(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state

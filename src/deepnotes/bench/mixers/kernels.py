@@ -450,13 +450,13 @@ def _plot(rows, ctx):
     read as plain numbers."""
     from matplotlib.lines import Line2D
 
-    from deepnotes.utils.plot import log_ticks, series_styles
+    from deepnotes.utils.plot import few_series_styles, log_ticks
 
     ops = list(dict.fromkeys(r["op"] for r in rows))
     fig, axes = ctx.figure(1, max(1, len(ops)), figsize=(7 * max(1, len(ops)), 4.5))
     axes = [axes] if len(ops) == 1 else list(axes)
     impls = list(dict.fromkeys(r["impl"] for r in rows))
-    styles = series_styles(impls)
+    styles = few_series_styles(impls)  # peers keep their fixed styles; variants get free colours
     lines = ("-", "--", ":", "-.")
     for ax, op in zip(axes, ops, strict=False):
         sel = [r for r in rows if r["op"] == op and r.get("fwdbwd_ms") is not None]

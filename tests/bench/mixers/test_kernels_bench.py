@@ -47,3 +47,30 @@ def test_tuning_plot_leaves_out_the_decode_sweep():
     ]
     rows = tuning_points(trials)
     assert [(r["label"], r["fwd"]) for r in rows] == [("flash D=64 T=8k", [1.5])]
+
+
+def test_scan_smoke_notes_the_skipped_mamba_ssm_peer(tmp_path):
+    """On CPU the scan's PyTorch form is timed and the mamba_ssm peer is skipped with a note."""
+    cfg = jobs.SUITES.get("kernels").make_config("smoke")
+    cfg.ops = ["scan"]
+    ctx = jobs.Context(out=tmp_path, device=torch.device("cpu"), quiet=True)
+    result = kernels.bench_kernels(cfg, ctx)
+    assert {r["impl"] for r in result.table} == {"reference"}
+    assert any(n.startswith("mamba_ssm peer skipped: device cpu") for n in result.notes)
+    cfg.peers = False
+    ctx = jobs.Context(out=tmp_path / "b", device=torch.device("cpu"), quiet=True)
+    result = kernels.bench_kernels(cfg, ctx)
+    assert not any("mamba_ssm" in n for n in result.notes)
+
+
+def test_mamba_ssm_rows_get_ratios_as_a_peer():
+    def row(impl, fwd, fwdbwd):
+        return {"op": "selective_scan", "impl": impl, "D": 16, "T": 2048,
+                "fwd_ms": fwd, "fwdbwd_ms": fwdbwd}  # fmt: skip
+
+    rows = [row("ours", 1.0, 4.0), row("chunked-64", 2.0, 5.0), row("mamba_ssm", 3.0, 6.0)]
+    metrics: dict = {}
+    kernels._ratios(rows, metrics)
+    assert rows[0]["fwd_x_mamba_ssm"] == 3.0 and rows[0]["fwdbwd_x_mamba_ssm"] == 1.5
+    assert rows[1]["fwd_x_mamba_ssm"] == 1.5  # our variants against the peer, too
+    assert metrics["selective_scan/D16/T2048/fwdbwd_x_mamba_ssm"] == 1.5

@@ -12,7 +12,7 @@ At a fixed token count (B*T) and model width (H*D), for each sequence length T:
 - the Mamba selective scan: `selective_scan` (ours: the step-by-step forward) vs the chunked
   PyTorch form, with the device's measured copy bandwidth as the yardstick; beside it the
   kernel's chunk-parallel forward (`chunked-<CL>` rows, one per chunk length in
-  `scan_chunks`, same backward).
+  `scan_chunks`, same backward); the peer `mamba_ssm` (its CUDA scan) when it is built.
 
 Forward and forward+backward times are medians from CUDA events after warm-up
 (`triton.testing.do_bench`). Attention TFLOP/s count 4 T^2 D H B for the forward (halved
@@ -319,12 +319,32 @@ def _copy_bandwidth(cfg, ctx) -> float | None:
     return 2 * n * 2 / ms / 1e6
 
 
+def _mamba_scan(cfg, ctx, notes):
+    """mamba_ssm's CUDA selective scan (`mamba_peer.mamba_selective_scan`) when peers are
+    asked for, the device is CUDA and `selective_scan_cuda` imports; else None and a note."""
+    if not cfg.peers:
+        return None
+    from deepnotes.ops.ssm import mamba_peer
+
+    on_cuda = ctx.device.type == "cuda"
+    why = mamba_peer.available() if on_cuda else f"device {ctx.device}, it needs CUDA"
+    if why is not None:
+        notes.append(f"mamba_ssm peer skipped: {why}")
+        return None
+    notes.append(
+        "mamba_ssm peer: mamba_ssm's selective_scan_cuda (fwd + bwd as its SelectiveScanFn), "
+        "built alone by scripts/build_mamba_scan.sh"
+    )
+    return mamba_peer.mamba_selective_scan
+
+
 def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
     from deepnotes.ops.ssm import selective_scan, torch_selective_scan
     from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
     dt = _dtype(cfg.dtype)
     Dm, N = cfg.width, cfg.scan_state
+    mamba = _mamba_scan(cfg, ctx, notes)
     copy = _copy_bandwidth(cfg, ctx)
     if copy is not None:
         metrics["copy_GBps"] = copy
@@ -365,11 +385,20 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             )
             impls |= chunk_rows("chunked", cfg.scan_chunks, "chunk_len", fwd="chunked")
             impls |= chunk_rows("chunked-bwd", cfg.scan_bwd_chunks, "bwd_chunk_len", bwd="chunked")
+        if mamba is not None:
+            impls["mamba_ssm"] = lambda *a: mamba(*a, delta_softplus=True)
         if cfg.references and L <= cfg.ref_max_T:
             impls["reference"] = lambda *a: torch_selective_scan(*a, delta_softplus=True)
         for impl, f in impls.items():
             fwd, fb = _grad_fn(f, xs, cot)
-            m = _measure(fwd, fb, ctx, f"selective_scan {impl} L={L}", rows)
+            try:
+                m = _measure(fwd, fb, ctx, f"selective_scan {impl} L={L}", rows)
+            except Exception as e:  # noqa: BLE001 - the separately built peer may not run here
+                if impl != "mamba_ssm":
+                    raise
+                notes.append(f"selective_scan mamba_ssm L={L} failed: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}")  # fmt: skip
+                continue
             row = {"op": "selective_scan", "impl": impl, "D": N, "T": L, "B": Bt, "H": Dm, **m}
             row["fwd_GBps"] = fwd_bytes / m["fwd_ms"] / 1e6
             row["fwdbwd_GBps"] = (fwd_bytes + bwd_bytes) / m["fwdbwd_ms"] / 1e6
@@ -396,7 +425,7 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
         )
 
 
-PEERS = {"sdpa", "fla", "reference"}
+PEERS = {"sdpa", "fla", "mamba_ssm", "reference"}
 
 
 def _ratios(rows: list[dict], metrics: dict) -> None:
@@ -544,6 +573,7 @@ def bench_kernels(cfg: KernelsBenchConfig, ctx: Context) -> Result:
         "fwd_GBps",
         "fwdbwd_x_sdpa",
         "fwdbwd_x_fla",
+        "fwdbwd_x_mamba_ssm",
         "fwdbwd_x_reference",
         "peak_mb",
         "note",

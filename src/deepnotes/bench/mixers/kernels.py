@@ -49,7 +49,7 @@ class KernelsBenchConfig:
     gau_width: int = 128  # S, the shared q/k width of GAU (the paper's s = 128)
     flash_variants: list[str] = field(
         default_factory=lambda: ["tma", "tma-ws"]
-    )  # forward variants of our flash kernel timed beside it (Hopper TMA loads, + warp spec.)
+    )  # flash forwards timed beside ours: tma (Hopper TMA loads), tma-ws (+ warp specialisation)
     linear_segments: list[int] = field(
         default_factory=lambda: [4, 16]
     )  # segment counts of the sequence-parallel linear attention timed beside ours (empty: none)

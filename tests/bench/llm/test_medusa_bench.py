@@ -27,3 +27,20 @@ def test_step_graph_rows_sit_beside_each_tree_and_stay_lossless(tmp_path):
 def test_step_graph_needs_the_graph_path():
     with pytest.raises(ConfigError, match="--step-graph True: needs --cuda-graph true"):
         JOB.check(JOB.make_config("smoke", step_graph=True))
+
+
+def test_profile_lists_the_top_ops_per_step_of_greedy_and_the_best_tree(tmp_path):
+    cfg = JOB.make_config("smoke", cuda_graph=True, step_graph=True, n_prompts=1, profile=True)
+    rec = jobs.run_job(JOB, cfg, out=tmp_path, budget="smoke", quiet=True)
+    prof = rec["metrics"]["profile"]
+    greedy = next(m for m in prof if m.startswith("greedy"))
+    assert set(prof) == {greedy, rec["metrics"]["best_tree"]}
+    for m, p in prof.items():
+        assert p["steps"] >= 1 and p["cpu_ms_per_step"] > 0 and 0 < len(p["ops"]) <= 12
+        us = [o["us_per_step"] for o in p["ops"]]
+        assert us == sorted(us, reverse=True), m
+        names = {o["name"] for o in p["ops"]}
+        assert any("mm" in k or "linear" in k for k in names), names  # the matrix products
+    # a greedy run of n tokens has n steps; a tree run fewer (each accepts >= 1 token)
+    assert prof[greedy]["steps"] == cfg.new_tokens
+    assert prof[rec["metrics"]["best_tree"]]["steps"] <= cfg.new_tokens

@@ -65,6 +65,10 @@ class MedusaBenchConfig:
     )  # one "optimal N" tree per N (nodes incl. the base token), from calibration
     calib_prompts: int = 8  # calibration prompts (disjoint from the timed ones), new_tokens each
     calib_topk: int = 10  # ranks measured per head (the deepest an optimal tree may go)
+    # after the timings: torch.profiler over one more prompt of greedy and of the fastest
+    # tree, the top ops by device time (self, per decoding step): what a tree step adds
+    profile: bool = False
+    profile_top: int = 12  # ops listed per method in the profile
 
 
 def _sync(device):
@@ -228,6 +232,26 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
         title += ", CUDA graphs" if ctx.device.type == "cuda" else ", fixed buffers (eager)"
     _plot(ctx, rows, title)
     best = max((r for r in rows if r["method"] in runs), key=lambda r: r["speedup"])
+    profile = {}
+    if cfg.profile:
+        tree, step = runs[best["method"]]
+
+        def run_greedy():
+            greedy_cached(model, prompts[0], n, cuda_graph=graph)
+            return n
+
+        def run_best():
+            _, st = medusa_generate(
+                model, heads, prompts[0], n, tree=tree, cuda_graph=graph, step_graph=step
+            )
+            return st.forwards - 1
+
+        profile = {
+            "profile": {
+                greedy: _profile(ctx, cfg.profile_top, run_greedy),
+                best["method"]: _profile(ctx, cfg.profile_top, run_best),
+            }
+        }
     calibration = {}
     if acc is not None:
         calibration = {
@@ -247,6 +271,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "step_graph": graph and cfg.step_graph and ctx.device.type == "cuda",
             "model_params": sum(p.numel() for p in model.parameters()),
             **calibration,
+            **profile,
         },
         table=rows,
         columns=[
@@ -270,6 +295,39 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "approximation); optimal N = the N-node tree that maximises it",
         ],
     )
+
+
+def _profile(ctx: Context, top: int, run) -> dict:
+    """Profile run() -> steps once (after the timed runs: graphs captured, kernels warm).
+    -> {"steps", "device_ms_per_step", "ops": top ops by self device time (CPU time off
+    CUDA), each with its calls and microseconds per decoding step}."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = ctx.device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(ctx.device)
+    with profile(activities=acts) as prof:
+        steps = run()
+        _sync(ctx.device)
+    steps = max(1, int(steps))
+
+    def self_us(e) -> float:  # torch >= 2.4 names it device time; older, cuda time
+        if not cuda:
+            return e.self_cpu_time_total
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    events = [e for e in prof.key_averages() if self_us(e) > 0]
+    events.sort(key=self_us, reverse=True)
+    total = sum(self_us(e) for e in events)
+    return {
+        "steps": steps,
+        "device_ms_per_step" if cuda else "cpu_ms_per_step": round(total / steps / 1e3, 4),
+        "ops": [
+            {"name": e.key[:80], "calls_per_step": round(e.count / steps, 2),
+             "us_per_step": round(self_us(e) / steps, 2)}
+            for e in events[:top]
+        ],
+    }  # fmt: skip
 
 
 def _plot(ctx: Context, rows: list[dict], title: str) -> None:

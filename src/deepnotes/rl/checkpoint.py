@@ -28,6 +28,7 @@ from deepnotes.train.checkpoint import (
     check_optimizer_state,
     check_rng_state,
 )
+from deepnotes.utils.errors import error_line
 from deepnotes.utils.io import atomic_write
 from deepnotes.utils.seed import rng_state, set_rng_state
 
@@ -64,9 +65,8 @@ def load_checkpoint(path: str | os.PathLike, algo: str | None = None) -> dict[st
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # zip, pickle and OS errors of a damaged file share no base class
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
         raise CheckpointError(
-            f"{path}: damaged checkpoint, cannot be read ({type(e).__name__}: {msg})"
+            f"{path}: damaged checkpoint, cannot be read ({error_line(e)})"
         ) from e
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a checkpoint dict")

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deepnotes.utils.errors import error_line
 from deepnotes.utils.io import atomic_write_json, atomic_write_text
 from deepnotes.utils.seed import rng_state, set_rng_state
 
@@ -252,9 +253,7 @@ def _read(path: Path, what: str, reader):
     try:
         return reader(path)
     except Exception as e:  # safetensors, pickle, zip and json errors have no common base
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise CheckpointError(f"{path}: damaged {what}, cannot be read ({type(e).__name__}: "
-                              f"{msg})") from e  # fmt: skip
+        raise CheckpointError(f"{path}: damaged {what}, cannot be read ({error_line(e)})") from e
 
 
 def check_module_state(path, expected: dict[str, torch.Tensor], sd: dict) -> None:

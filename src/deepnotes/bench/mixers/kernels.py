@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes.jobs import Context, Result, suite
+from deepnotes.utils.errors import error_line
 from deepnotes.utils.timing import peak_memory_bytes, time_ms
 
 
@@ -184,8 +185,7 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
                 except Exception as e:  # noqa: BLE001 - an opt-in variant may not compile
                     if impl not in variants:
                         raise
-                    notes.append(f"flash_attn {impl} D={D} T={T} failed: {type(e).__name__}: "
-                                 f"{str(e).splitlines()[0][:200] if str(e) else ''}")  # fmt: skip
+                    notes.append(f"flash_attn {impl} D={D} T={T} failed: {error_line(e)}")
                     continue
                 row = {"op": "flash_attn", "impl": impl, "D": D, "T": T, "B": B, "H": H, **m}
                 row["fwd_tflops"] = flops / m["fwd_ms"] / 1e9
@@ -396,8 +396,7 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             except Exception as e:  # noqa: BLE001 - the separately built peer may not run here
                 if impl != "mamba_ssm":
                     raise
-                notes.append(f"selective_scan mamba_ssm L={L} failed: {type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200] if str(e) else ''}")  # fmt: skip
+                notes.append(f"selective_scan mamba_ssm L={L} failed: {error_line(e)}")
                 continue
             row = {"op": "selective_scan", "impl": impl, "D": N, "T": L, "B": Bt, "H": Dm, **m}
             row["fwd_GBps"] = fwd_bytes / m["fwd_ms"] / 1e6

@@ -16,6 +16,8 @@ import importlib
 
 import torch
 
+from deepnotes.utils.errors import error_line
+
 EXTENSION = "selective_scan_cuda"
 
 
@@ -28,9 +30,8 @@ def available() -> str | None:
     try:
         _ext()
     except Exception as e:  # noqa: BLE001 - an ImportError or a bad build (OSError): absent
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
         return (
-            f"{EXTENSION} not importable ({type(e).__name__}: {msg}); build it with "
+            f"{EXTENSION} not importable ({error_line(e)}); build it with "
             "scripts/build_mamba_scan.sh and put its output folder on PYTHONPATH"
         )
     return None

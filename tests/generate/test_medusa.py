@@ -10,7 +10,10 @@ import torch
 # The peer is installed by scripts/setup.sh (pip install --no-deps medusa-llm); a missing
 # peer is a failure, not a skip.
 from medusa.model.utils import evaluate_posterior as ref_evaluate_posterior  # noqa: E402
-from medusa.model.utils import generate_medusa_buffers  # noqa: E402
+from medusa.model.utils import (
+    generate_candidates,  # noqa: E402
+    generate_medusa_buffers,  # noqa: E402
+)
 
 from deepnotes.generate import generate
 from deepnotes.generate.medusa import (
@@ -273,6 +276,40 @@ def test_evaluate_posterior_equals_medusa_llm(temperature):
         rbest, ra = ref_evaluate_posterior(logits[None].squeeze(0), cands, temperature, 0.09, 0.3)
         assert int(a) == int(ra)
         assert int(best) == int(rbest)
+
+
+@pytest.mark.parametrize("ks", [[2], [3, 2], [4, 1, 3]])
+def test_candidates_equal_medusa_llm(ks):
+    """One top-k over all heads (k = max k_d) gives the reference's per-head top-k_d tokens."""
+    ref_buffers = generate_medusa_buffers([1, *ks], device="cpu")
+    tree = dense_tree(ks)
+    for _ in range(10):
+        base, med = torch.randn(50), torch.randn(len(ks), 50)
+        tokens, cands = tree.candidates(base, med)
+        _, ref = generate_candidates(med[:, None, None], base[None, None], ks,
+                                     ref_buffers["tree_indices"], 0.0)  # fmt: skip
+        assert torch.equal(tokens, ref[0])
+        ext = torch.cat([tokens, tokens.new_zeros(1)])  # padding holds token 0
+        assert torch.equal(cands, ext[tree.retrieve_indices])
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_stacked_heads_equal_the_module_and_follow_its_weights(n_layers):
+    """The batched heads of the one-graph step equal MedusaHeads, also after the heads'
+    weights change in place (a captured graph reads the stacks, so they must follow)."""
+    from deepnotes.generate.medusa_graph import StackedHeads
+
+    torch.manual_seed(3)
+    heads = MedusaHeads(24, 37, n_heads=3, n_layers=n_layers).double()
+    for p in heads.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    stacked = StackedHeads(heads)
+    h = torch.randn(24, dtype=torch.float64)
+    assert_close(stacked(h), heads(h))
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.mul_(-1.5)
+    assert_close(stacked.refresh()(h), heads(h))
 
 
 def test_typical_acceptance_runs_and_heads_shape():

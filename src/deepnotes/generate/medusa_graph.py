@@ -27,10 +27,11 @@ from __future__ import annotations
 import weakref
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.generate.medusa import check_model, embed_positions, run_blocks
-from deepnotes.generate.medusa_tree import MedusaTree, evaluate_posterior
+from deepnotes.generate.medusa_tree import MedusaTree
 
 
 class StaticDecoder:
@@ -57,9 +58,14 @@ class StaticDecoder:
         self.device, self.dtype = p.device, p.dtype
         mixer = model.blocks[0].mixer
         shape = (1, mixer.n_heads, capacity, mixer.head_dim)
-        # zeros, not empty: a masked slot gets weight 0, and 0 * NaN would still be NaN
-        self.k = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in model.blocks]
-        self.v = [torch.zeros_like(k) for k in self.k]
+        # one tensor [2 * n_layers, H, L, hd] for every block's keys and values, so that a
+        # rollback is one gather and one scatter, not two per buffer; zeros, not empty: a
+        # masked slot gets weight 0, and 0 * NaN would still be NaN
+        n = len(model.blocks)
+        self._kv = torch.zeros((2 * n, *shape[1:]), device=self.device, dtype=self.dtype)
+        self.k = [self._kv[i : i + 1] for i in range(n)]  # [1, H, L, hd] views
+        self.v = [self._kv[n + i : n + i + 1] for i in range(n)]
+        self._stacked: StackedHeads | None = None
         self.length = 0
         self._t = torch.zeros((), dtype=torch.long, device=self.device)  # length, as a tensor
         self._slots = torch.arange(capacity, device=self.device)
@@ -152,10 +158,14 @@ class StaticDecoder:
 
     # ------------------------------------------------------------------ rollback
     def _keep(self, src):
-        n = src.numel()
-        dst = self._t + self._slots[:n]
-        for buf in (*self.k, *self.v):
-            buf.index_copy_(2, dst, buf.index_select(2, src))
+        dst = self._t + self._slots[: src.numel()]
+        self._kv.index_copy_(2, dst, self._kv.index_select(2, src))
+
+    def stacked_heads(self) -> StackedHeads:
+        """The Medusa heads as batched products (built once, weights refreshed if changed)."""
+        if self._stacked is None:
+            self._stacked = StackedHeads(self.heads)
+        return self._stacked.refresh()
 
     @torch.no_grad()
     def keep(self, start: int, path: torch.Tensor, n: int) -> None:
@@ -171,15 +181,58 @@ class StaticDecoder:
             m = src.numel()  # the whole padded path: fixed shape, stale past n
             if m not in self._keep_graphs:
                 # the warm-up runs move slots around: capture on a copy of the cache's state
-                saved = [b.clone() for b in (*self.k, *self.v)]
+                saved = self._kv.clone()
                 inputs = {"src": torch.zeros(m, dtype=torch.long, device=self.device)}
                 self._keep_graphs[m] = (self._capture(self._keep, inputs)[0], inputs)
-                for b, s in zip((*self.k, *self.v), saved, strict=True):
-                    b.copy_(s)
+                self._kv.copy_(saved)
             g, inputs = self._keep_graphs[m]
             inputs["src"].copy_(src)
             g.replay()
         self.length = start + n
+
+
+class StackedHeads:
+    """`MedusaHeads` at one row as batched products: h [D] -> logits [K, V].
+
+    The module runs K ResBlocks and K vocabulary projections one after another (5K + 1
+    launches); stacked, each ResBlock layer is one `baddbmm`, a SiLU and an add for all heads,
+    and the projections one `bmm`. The stacks are copies of the heads' weights, re-copied
+    in place by `refresh` when a parameter has changed (moved or updated in place), so a
+    captured graph, which reads the stacks, always sees the current weights.
+    """
+
+    def __init__(self, heads: nn.Module) -> None:
+        self.heads = heads
+        blocks = heads.heads
+        self.n_layers = len(blocks[0]) - 1
+        self.U = [self._stack(lambda h, i=i: h[i].linear.weight) for i in range(self.n_layers)]
+        self.b = [self._stack(lambda h, i=i: h[i].linear.bias) for i in range(self.n_layers)]
+        self.W = self._stack(lambda h: h[-1].weight)  # [K, V, D]
+        self._seen = self._state()
+
+    def _stack(self, get) -> torch.Tensor:
+        return torch.stack([get(h).detach() for h in self.heads.heads])
+
+    def _state(self) -> list[tuple[int, int]]:
+        return [(p.data_ptr(), p._version) for p in self.heads.parameters()]
+
+    @torch.no_grad()
+    def refresh(self) -> StackedHeads:
+        state = self._state()
+        if state != self._seen:
+            for i in range(self.n_layers):
+                self.U[i].copy_(self._stack(lambda h, i=i: h[i].linear.weight))
+                self.b[i].copy_(self._stack(lambda h, i=i: h[i].linear.bias))
+            self.W.copy_(self._stack(lambda h: h[-1].weight))
+            self._seen = state
+        return self
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """h [D] -> [K, V], equal to heads(h) up to rounding."""
+        x = h.expand(self.W.shape[0], -1)  # [K, D]
+        for U, b in zip(self.U, self.b, strict=True):  # ResBlock: x + SiLU(U x + b)
+            x = x + F.silu(torch.baddbmm(b.unsqueeze(-1), U, x.unsqueeze(-1)).squeeze(-1))
+        return torch.bmm(self.W, x.unsqueeze(-1)).squeeze(-1)
 
 
 class GreedyTreeStep:
@@ -188,47 +241,57 @@ class GreedyTreeStep:
     Replaying `StaticDecoder.forward` and `keep` as graphs leaves the rest of a step eager:
     the candidates (top-k), the acceptance and the indexing, ~40 small ops launched one by
     one after a host sync, while the GPU waits. Here all of it is one function of fixed
-    shapes, captured once: candidates from the last step's base and head logits (held in
-    `base` [V] and `med` [K, V]), the tree forward, greedy acceptance, the next step's
-    logits (the Medusa heads at the accepted node only), the rollback of the chosen path,
-    and the length advanced on the device (`dec._t`). A call returns [1 + D + 1] long: a
-    (the accepted head tokens), then the chosen path's tokens (the step emits the first
-    a + 1), read with one host sync. Greedy only: typical acceptance picks among tied paths,
-    a data-dependent shape.
+    shapes, captured once: candidates from the base model's next token and the heads'
+    logits of the last step (held in `token` [1] and `med` [K, V]), the tree forward,
+    greedy acceptance, the next step's token and head logits (the Medusa heads at the
+    accepted node only), the rollback of the chosen path, and the length advanced on the
+    device (`dec._t`). A call returns [1 + D + 1] long: a (the accepted head tokens), then
+    the chosen path's tokens (the step emits the first a + 1), read with one host sync.
+    Greedy only: typical acceptance picks among tied paths, a data-dependent shape.
+
+    At batch 1 on a GPU a replay costs about a microsecond or two per kernel, so the step
+    keeps its launches few: one top-k over all heads, the base model's argmax once per node
+    (not per path entry), the heads stacked (`StackedHeads`), and the rollback as one
+    gather and one scatter over every block's keys and values.
     """
 
     def __init__(self, dec: StaticDecoder, tree: MedusaTree) -> None:
         if dec.heads is None:
             raise ValueError("GreedyTreeStep needs a StaticDecoder built with Medusa heads")
         self.dec, self.tree = dec, tree
-        V = dec.model.head.weight.shape[0]
-        self.base = torch.zeros(V, device=dec.device, dtype=dec.dtype)
-        self.med = torch.zeros(dec.heads.n_heads, V, device=dec.device, dtype=dec.dtype)
+        self.token = torch.zeros(1, device=dec.device, dtype=torch.long)
+        self.med = torch.zeros(dec.heads.n_heads, dec.heads.vocab_size, device=dec.device,
+                               dtype=dec.dtype)  # fmt: skip
         self.bias, self.depth = tree.attn_bias(dec.dtype), tree.position_ids
-        self.valid = tree.retrieve_indices >= 0
         self.retrieve = tree.retrieve_indices.clamp(min=0)
+        # [L, D]: the node whose base prediction each path entry 1..D must equal, and
+        # whether that entry is a real node (False at padding)
+        self.parents = self.retrieve[:, :-1].contiguous()
+        self.valid = (tree.retrieve_indices[:, 1:] >= 0).contiguous()
         self._graph: tuple | None = None
 
     def _step(self) -> torch.Tensor:
         dec = self.dec
-        tree_tokens, cands = self.tree.candidates(self.base, self.med)
+        tree_tokens, cands = self.tree.candidates_after(self.token, self.med)
         hidden, logits, _ = dec._forward(
             tree_tokens.view(1, -1), self.depth, self.bias, heads=False
         )
-        best, a = evaluate_posterior(logits[self.retrieve], cands, 0.0, valid=self.valid)
+        top = logits.argmax(-1)  # [N]: the base model's next token after each node
+        # greedy acceptance (`evaluate_posterior` at temperature 0, from the argmax per node)
+        accept = (cands[:, 1:] == top[self.parents]) & self.valid
+        a, best = torch.cumprod(accept.int(), dim=1).sum(dim=1).max(0)  # a: [] long
         path = self.retrieve.index_select(0, best.view(1))[0]  # [D + 1] node indices
         last = path.gather(0, a.view(1))  # the last accepted node
-        self.base.copy_(logits.index_select(0, last)[0])
-        # the heads at that node alone (the per-forward graph computes them at every node,
-        # before acceptance is known): K vocabulary projections of one row instead of N
-        self.med.copy_(dec.heads(hidden.index_select(0, last)[0]))
+        self.token.copy_(top.index_select(0, last))
+        self.med.copy_(dec.stacked_heads()(hidden.index_select(0, last)[0]))
         dec._keep(dec._t + path)  # slots t + path -> t .. t + D (stale past a, masked later)
         dec._t.add_(a + 1)
         return torch.cat([a.view(1), cands.index_select(0, best.view(1))[0]])
 
     @torch.no_grad()
     def __call__(self, base: torch.Tensor | None = None, med: torch.Tensor | None = None):
-        """Run one step; base [V] / med [K, V] replace the held logits first (the prompt's).
+        """Run one step; base [V] / med [K, V] (the prompt's logits) replace the held
+        next token and head logits first.
         The result is the graph's buffer on CUDA: read it before the next call."""
         dec = self.dec
         if dec.length + self.tree.n_nodes > dec.capacity:
@@ -236,14 +299,15 @@ class GreedyTreeStep:
                 f"{dec.length} + {self.tree.n_nodes} tree nodes exceed the capacity {dec.capacity}"
             )
         if base is not None:
-            self.base.copy_(base)
+            self.token.copy_(base.argmax(-1, keepdim=True))
         if med is not None:
             self.med.copy_(med)
         if not dec.graphs:
             return self._step()
+        dec.stacked_heads()  # re-copied in place if the heads changed since the capture
         if self._graph is None:
             # the warm-up runs advance the state (capturing runs nothing): restore it after
-            state = [*dec.k, *dec.v, dec._t, self.base, self.med]
+            state = [dec._kv, dec._t, self.token, self.med]
             saved = [b.clone() for b in state]
             self._graph = dec._capture(self._step, {})
             for b, v in zip(state, saved, strict=True):

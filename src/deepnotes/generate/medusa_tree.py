@@ -28,7 +28,7 @@ Acceptance (`evaluate_posterior`), per candidate path:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -44,6 +44,19 @@ class MedusaTree:
     position_ids: torch.Tensor  # [N] long: depth of each node (0 = the base token)
     retrieve_indices: torch.Tensor  # [L, D + 1] long: paths as node indices, -1 = padding
     topk: list[int]  # tokens taken from head d's ranking, d = 1..D
+    # [N] long: node -> index into [base token, head 1's top-k_max, ..., head D's, 0], the
+    # layout of one top-k call over all heads (k_max = max(topk)); set from the above
+    node_slots: torch.Tensor = field(init=False, repr=False)
+    # [L, D + 1] long: the same for each path's entries (padding -> the trailing 0)
+    path_slots: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        kmax, D = max(self.topk), len(self.topk)
+        ref = [0] + [1 + d * kmax + r for d, k in enumerate(self.topk) for r in range(k)]
+        slots = torch.tensor(ref, device=self.tree_indices.device)[self.tree_indices]
+        self.node_slots = slots
+        pad = torch.full_like(slots[:1], 1 + D * kmax)  # the trailing 0
+        self.path_slots = torch.cat([slots, pad])[self.retrieve_indices]
 
     @property
     def n_nodes(self) -> int:
@@ -73,17 +86,21 @@ class MedusaTree:
 
         Returns (tree_tokens [N], candidates [L, D + 1]); padded path entries hold token 0.
         """
+        return self.candidates_after(base_logits.argmax(-1, keepdim=True), head_logits)
+
+    def candidates_after(self, base_token: torch.Tensor, head_logits: torch.Tensor):
+        """`candidates` from the base model's next token [1] (long) instead of its logits.
+
+        One top-k call over the heads (k = max(topk), as the reference's single `topk`
+        over all heads): head d's top-k_d is the first k_d of its top-k_max.
+        """
         if head_logits.shape[0] < self.depth:
             raise ValueError(
                 f"tree of depth {self.depth} needs {self.depth} heads, got {head_logits.shape[0]}"
             )
-        flat = [base_logits.argmax(-1, keepdim=True)]
-        for d, k in enumerate(self.topk):
-            flat.append(torch.topk(head_logits[d], k).indices)
-        flat = torch.cat(flat)
-        tree_tokens = flat[self.tree_indices]
-        ext = torch.cat([tree_tokens, tree_tokens.new_zeros(1)])
-        return tree_tokens, ext[self.retrieve_indices]
+        top = torch.topk(head_logits[: self.depth], max(self.topk)).indices  # [D, k_max]
+        flat = torch.cat([base_token, top.flatten(), torch.zeros_like(base_token)])
+        return flat[self.node_slots], flat[self.path_slots]
 
 
 def _check_topk(topk: list[int]) -> None:

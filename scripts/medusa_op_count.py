@@ -24,7 +24,6 @@ from deepnotes.generate.medusa_graph import GreedyTreeStep, StaticDecoder
 from deepnotes.generate.medusa_tree import SPARSE_4, dense_tree, sparse_tree
 from deepnotes.models.lm import LM, LMConfig
 
-
 NO_KERNEL = {"_unsafe_view", "_reshape_alias"}  # views whose schema has no alias annotation
 
 

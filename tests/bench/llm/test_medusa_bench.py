@@ -37,6 +37,7 @@ def test_profile_lists_the_top_ops_per_step_of_greedy_and_the_best_tree(tmp_path
     assert set(prof) == {greedy, rec["metrics"]["best_tree"]}
     for m, p in prof.items():
         assert p["steps"] >= 1 and p["cpu_ms_per_step"] > 0 and 0 < len(p["ops"]) <= 12
+        assert p["wall_ms_per_step"] >= p["cpu_ms_per_step"] * 0.5  # same run, profiled
         us = [o["us_per_step"] for o in p["ops"]]
         assert us == sorted(us, reverse=True), m
         names = {o["name"] for o in p["ops"]}
@@ -44,3 +45,17 @@ def test_profile_lists_the_top_ops_per_step_of_greedy_and_the_best_tree(tmp_path
     # a greedy run of n tokens has n steps; a tree run fewer (each accepts >= 1 token)
     assert prof[greedy]["steps"] == cfg.new_tokens
     assert prof[rec["metrics"]["best_tree"]]["steps"] <= cfg.new_tokens
+
+
+def test_a_failing_profile_keeps_the_timings(tmp_path, monkeypatch):
+    import deepnotes.bench.llm.medusa as bench
+
+    def broken(*args):
+        raise RuntimeError("CUPTI unavailable\nmore lines")
+
+    monkeypatch.setattr(bench, "_profile", broken)
+    cfg = JOB.make_config("smoke", n_prompts=1, profile=True)
+    rec = jobs.run_job(JOB, cfg, out=tmp_path, budget="smoke", quiet=True)
+    prof = rec["metrics"]["profile"]
+    assert all(p == {"error": "RuntimeError: CUPTI unavailable"} for p in prof.values())
+    assert len(prof) == 2 and rec["table"]  # the timed rows are there

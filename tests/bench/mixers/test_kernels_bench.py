@@ -63,6 +63,17 @@ def test_scan_smoke_notes_the_skipped_mamba_ssm_peer(tmp_path):
     assert not any("mamba_ssm" in n for n in result.notes)
 
 
+def test_nothing_timed_gives_a_note_and_no_plot(tmp_path):
+    """Off CUDA with the PyTorch forms turned off nothing is timed: a note, not a crash."""
+    cfg = jobs.SUITES.get("kernels").make_config("smoke")
+    cfg.ops, cfg.references = ["scan"], False
+    ctx = jobs.Context(out=tmp_path, device=torch.device("cpu"), quiet=True)
+    result = kernels.bench_kernels(cfg, ctx)
+    assert not any(r.get("fwdbwd_ms") for r in result.table)
+    assert any(n.startswith("nothing was timed, so no plot") for n in result.notes)
+    assert not (tmp_path / "kernels.png").exists()
+
+
 def test_mamba_ssm_rows_get_ratios_as_a_peer():
     def row(impl, fwd, fwdbwd):
         return {"op": "selective_scan", "impl": impl, "D": 16, "T": 2048,

@@ -480,8 +480,10 @@ def _plot(rows, ctx):
 
     from deepnotes.utils.plot import few_series_styles, log_ticks
 
-    ops = list(dict.fromkeys(r["op"] for r in rows))
-    fig, axes = ctx.figure(1, max(1, len(ops)), figsize=(7 * max(1, len(ops)), 4.5))
+    ops = list(dict.fromkeys(r["op"] for r in rows if r.get("fwdbwd_ms") is not None))
+    if not ops:  # nothing timed (e.g. only the kernels asked for, off CUDA): no plot
+        return
+    fig, axes = ctx.figure(1, len(ops), figsize=(7 * len(ops), 4.5))
     axes = [axes] if len(ops) == 1 else list(axes)
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     styles = few_series_styles(impls)  # peers keep their fixed styles; variants get free colours
@@ -558,6 +560,9 @@ def bench_kernels(cfg: KernelsBenchConfig, ctx: Context) -> Result:
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
     _ratios(rows, metrics)
+    if not any(r.get("fwdbwd_ms") is not None for r in rows):
+        notes.append("nothing was timed, so no plot: the kernels need CUDA, and the PyTorch "
+                     "forms were turned off (--references false) or did not fit")  # fmt: skip
     _plot(rows, ctx)
     cols = [
         "op",

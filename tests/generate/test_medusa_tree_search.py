@@ -126,7 +126,7 @@ def test_rank_accuracy_equals_a_direct_count(seed):
     assert_close(head_rank_accuracy(model, heads, list(prompts[:, None]), n, topk=topk), acc)
 
 
-def test_exact_heads_measure_and_predict_the_accepted_length():
+def test_exact_heads_measure_and_predict_the_accepted_length(monkeypatch):
     """A base whose final norm outputs a constant (weight 0, bias b): greedy repeats one token
     c, and head d is built to rank c at r_d. Then acc[d, r_d] = 1, the optimal (K+1)-node
     tree is the chain r_1, (r_1, r_2), ..., and decoding accepts all K head tokens per step,
@@ -158,6 +158,19 @@ def test_exact_heads_measure_and_predict_the_accepted_length():
     out, stats = medusa_generate(model, heads, prompts[:1], 12, tree=tree)
     assert torch.equal(out, generate(model, prompts[:1], 12, temperature=0))
     assert stats.accepted == [3, 3, 3]  # 4 tokens per forward, as predicted
+    # one graph a step, launched one step ahead: no step in vain, and within the capacity
+    from deepnotes.generate import medusa_graph
+
+    calls = []
+    real = medusa_graph.GreedyTreeStep.__call__
+    monkeypatch.setattr(medusa_graph.GreedyTreeStep, "__call__",
+                        lambda self, *a: calls.append(1) or real(self, *a))  # fmt: skip
+    for n in (1, 4, 5, 11, 12, 13, 16):
+        calls.clear()
+        out, stats = medusa_generate(model, heads, prompts[:1], n, tree=tree, cuda_graph=True,
+                                     step_graph=True)  # fmt: skip
+        assert torch.equal(out, generate(model, prompts[:1], n, temperature=0))
+        assert len(calls) == len(stats.accepted) == math.ceil(n / 4), n
 
 
 def test_optimal_trees_decode_losslessly(seed):

@@ -263,7 +263,8 @@ def medusa_generate(
     cuda_graph: decode over fixed-size KV buffers (`medusa_graph.StaticDecoder`), each tree
     forward replayed as a CUDA graph on a GPU (eagerly elsewhere).
     step_graph (with cuda_graph, temperature 0): the whole step (candidates, tree forward,
-    acceptance, rollback) as one graph (`medusa_graph.GreedyTreeStep`), one host sync a step.
+    acceptance, rollback) as one graph (`medusa_graph.GreedyTreeStep`); the host reads each
+    step's result while the next step runs (`medusa_graph.run_tree_steps`).
     """
     check_model(model)
     if prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] == 0:
@@ -302,19 +303,10 @@ def medusa_generate(
         out: list[torch.Tensor] = []
         n_out = 0
         if step_graph:
-            from deepnotes.generate.medusa_graph import tree_step
+            from deepnotes.generate.medusa_graph import run_tree_steps, tree_step
 
-            step = tree_step(dec, tree)
-            dec._t.fill_(dec.length)  # the step keeps the length on the device from here
-            emitted: list[int] = []  # on the host: the step's one sync brings them anyway
-            while n_out < max_new_tokens:
-                first = stats.forwards == 1
-                a, *tokens = step(base if first else None, med if first else None).tolist()
-                stats.forwards += 1
-                dec.length += a + 1
-                emitted += tokens[: a + 1]
-                n_out += a + 1
-                stats.accepted.append(a)
+            emitted = run_tree_steps(tree_step(dec, tree), base, med, max_new_tokens, stats)
+            n_out = len(emitted)
             out.append(torch.tensor(emitted, dtype=prompt.dtype, device=device))
         while n_out < max_new_tokens:
             tree_tokens, cands = tree.candidates(base, med)

@@ -317,6 +317,62 @@ class GreedyTreeStep:
         return out
 
 
+def run_tree_steps(step: GreedyTreeStep, base, med, max_new_tokens: int, stats) -> list[int]:
+    """Decode with `step` until max_new_tokens tokens are out (or a few more); -> the tokens.
+
+    base [V] / med [K, V]: the prompt's last base and head logits. Updates stats (forwards,
+    accepted) and the decoder's host length.
+
+    Reading a step's result on the host waits for the GPU, and the GPU would then idle
+    while the host reads it and launches the next replay. So on CUDA the next step is
+    launched first (the device keeps the length itself): each result is copied to one of
+    two pinned host buffers behind its replay and read while the next step runs. A step is
+    launched ahead only while the steps in flight cannot finish the output even if each
+    accepted every head token, so no step is wasted and the capacity (prompt + new tokens +
+    tree nodes) always holds: the decoder's true length before a launch stays below
+    prompt + max_new_tokens. Off CUDA the same schedule runs eagerly (each result is a new
+    tensor), which is how the tests check it.
+    """
+    dec = step.dec
+    dec._t.fill_(dec.length)  # the step keeps the length on the device from here
+    most = step.tree.depth + 1  # tokens a step can emit
+    cuda = dec.graphs
+    host = (
+        [torch.empty(1 + most, dtype=torch.long, pin_memory=True) for _ in range(2)] if cuda else []
+    )
+    inflight: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []  # launched, unread
+    emitted: list[int] = []
+    launched = 0
+
+    def launch() -> None:
+        nonlocal launched
+        first = launched == 0
+        out = step(base if first else None, med if first else None)
+        if cuda:  # the graph's buffer is overwritten by the next replay: copy it behind this one
+            buf, event = host[launched % 2], torch.cuda.Event()
+            buf.copy_(out, non_blocking=True)
+            event.record()
+            inflight.append((buf, event))
+        else:
+            inflight.append((out, None))
+        launched += 1
+
+    while len(emitted) < max_new_tokens:
+        while len(inflight) < 2 and (
+            not inflight or len(emitted) + most * len(inflight) < max_new_tokens
+        ):
+            launch()
+        buf, event = inflight.pop(0)
+        if event is not None:
+            event.synchronize()
+        a, *tokens = buf.tolist()
+        stats.forwards += 1
+        stats.accepted.append(a)
+        dec.length += a + 1
+        emitted += tokens[: a + 1]
+    return emitted
+
+
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -49,7 +49,7 @@ def test_reference_matches_closed_form(L, seed):
     assert_close(y, closed_form(x["u"], x["delta"].exp(), x["A"], x["B"], x["C"]))
 
 
-ALGOS = ["parallel", "sequential"]
+ALGOS = ["parallel", "sequential", "recurrent"]
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)

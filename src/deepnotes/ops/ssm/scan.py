@@ -13,7 +13,10 @@ Inside a chunk, two algorithms (`algorithm=`):
   Martin & Cundy 2018 for linear RNNs). O(l log l) work, wide tensors: the GPU form.
 - "sequential": one step at a time on [Bt, Dm, N] slices. O(l) work on cache-sized
   tensors; on CPU it measured 3-10x faster than "parallel" (docs/ssm.md).
-"auto" picks "sequential" on CPU and "parallel" elsewhere. Both are linear in L.
+- "recurrent" (`scan_recurrent.py`): the same walk on time-major tensors with a
+  hand-written backward (the reverse scan), so no checkpointing and no per-step autograd;
+  on CPU 1.5-2.4x faster forward and 1.8-2.9x forward+backward than "sequential".
+"auto" picks "recurrent" on CPU and "parallel" elsewhere. All are linear in L.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from deepnotes.ops.ssm.naive import (
     naive_selective_scan,
     prepare_delta,
 )
+from deepnotes.ops.ssm.scan_recurrent import scan_chunk_recurrent
 
 
 def scan_chunk(u, delta, A, B, C, h0):
@@ -69,7 +73,13 @@ def scan_chunk_sequential(u, delta, A, B, C, h):
     return (torch.stack(hs, dim=2) * C.transpose(1, 2)[:, None]).sum(-1), h
 
 
-ALGORITHMS = {"parallel": scan_chunk, "sequential": scan_chunk_sequential}
+ALGORITHMS = {
+    "parallel": scan_chunk,
+    "sequential": scan_chunk_sequential,
+    "recurrent": scan_chunk_recurrent,
+}
+# chunk functions that keep only their inputs for the backward: no checkpointing around them
+SAVES_INPUTS_ONLY = {"recurrent"}
 
 
 def torch_selective_scan(
@@ -98,7 +108,7 @@ def torch_selective_scan(
     if chunk_size <= 0:
         raise ValueError(f"torch_selective_scan: chunk_size must be positive, got {chunk_size}")
     if algorithm == "auto":
-        algorithm = "sequential" if u.device.type == "cpu" else "parallel"
+        algorithm = "recurrent" if u.device.type == "cpu" else "parallel"
     if algorithm not in ALGORITHMS:
         raise ValueError(
             f"torch_selective_scan: algorithm must be 'auto' or one of {list(ALGORITHMS)}, "
@@ -113,7 +123,7 @@ def torch_selective_scan(
     h = u.new_zeros(Bt, Dm, A.shape[1])
     ys = []
     # A single chunk gains nothing from checkpointing (its working set is all there is).
-    grad = L > chunk_size and torch.is_grad_enabled()
+    grad = L > chunk_size and torch.is_grad_enabled() and algorithm not in SAVES_INPUTS_ONLY
     # Split once: the backward of `split` concatenates the chunks' gradients in one pass,
     # where indexing chunk by chunk would give each chunk a full-length zero gradient to add
     # up (O(L^2 / chunk_size) time, measured as fwd+bwd growing ~4x per doubling of L).

@@ -127,6 +127,8 @@ def _plot(ctx: Context, rows: list[dict], cfg: ScanFormsConfig) -> None:
     """Grouped bars: forward+backward ms per shape (one bar per form), forward as a hatch."""
     import numpy as np
 
+    from deepnotes.utils.plot import log_ticks
+
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     algs = list(dict.fromkeys(r["algorithm"] for r in rows))
     fig, ax = ctx.figure(figsize=(2.4 * len(shapes) + 3, 4.5))
@@ -141,6 +143,7 @@ def _plot(ctx: Context, rows: list[dict], cfg: ScanFormsConfig) -> None:
     ax.set_xticks(range(len(shapes)), [s.replace("x", " x ") for s in shapes])
     ax.set_xlabel("Bt x Dm x N x L")
     ax.set_yscale("log")
+    log_ticks(ax, "y")  # 1-2-5 labels, not only the decades
     ax.set_ylabel("time (ms, median)")
     ax.set_title(f"selective scan, PyTorch forms on {cfg.threads} CPU thread(s)")
     ax.grid(True, axis="y", which="both", alpha=0.3)

@@ -48,22 +48,17 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vocab", type=int, default=8192, help="base-lm --budget gpu: BPE 8192")
-    ap.add_argument("--d-model", type=int, default=512)
-    ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--prompt", type=int, default=16, help="tokens before the counted step")
-    ap.add_argument("--by-op", action="store_true", help="print the counts per op")
-    args = ap.parse_args()
+def count(vocab: int, d_model: int, layers: int, prompt_len: int) -> dict[str, OpCounter]:
+    """The ops of one greedy token and of one Medusa step (3 trees) of a random rotary /
+    RMSNorm / SwiGLU LM of that shape with 4 random heads; -> {step name: its counter}."""
     torch.manual_seed(0)
-    cfg = LMConfig(vocab_size=args.vocab, d_model=args.d_model, n_layers=args.layers,
-                   n_heads=args.d_model // 64, max_len=512, mixer="softmax",
+    cfg = LMConfig(vocab_size=vocab, d_model=d_model, n_layers=layers,
+                   n_heads=max(1, d_model // 64), max_len=512, mixer="softmax",
                    positions="rotary", norm="rmsnorm", ffn="swiglu")  # fmt: skip
     model = LM(cfg).eval()
-    heads = MedusaHeads(args.d_model, args.vocab).eval()
-    T0 = args.prompt
-    prompt = torch.randint(0, args.vocab, (T0,))
+    heads = MedusaHeads(d_model, vocab).eval()
+    T0 = prompt_len
+    prompt = torch.randint(0, vocab, (T0,))
     causal = torch.full((T0, T0), float("-inf")).triu(1)
 
     def greedy():
@@ -90,6 +85,18 @@ def main() -> None:
     }
     for name, tree in trees.items():
         runs[f"Medusa step, {name}"] = medusa(tree)
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vocab", type=int, default=8192, help="base-lm --budget gpu: BPE 8192")
+    ap.add_argument("--d-model", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--prompt", type=int, default=16, help="tokens before the counted step")
+    ap.add_argument("--by-op", action="store_true", help="print the counts per op")
+    args = ap.parse_args()
+    runs = count(args.vocab, args.d_model, args.layers, args.prompt)
     print(f"{'decoding step':40s} {'aten ops':>9s} {'launching':>10s}")
     for name, c in runs.items():
         print(f"{name:40s} {sum(c.ops.values()):9d} {sum(c.launching.values()):10d}")

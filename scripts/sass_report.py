@@ -1,0 +1,155 @@
+"""What Triton makes of the FlashAttention kernels on Hopper, without a GPU.
+
+    python scripts/sass_report.py                       # flash fwd, dk/dv and dq, D = 64, 128
+    python scripts/sass_report.py --out benchmarks/sass-flash-sm90.json
+
+Each kernel is compiled ahead of time for sm_90a with the launch settings the library uses
+(`triton_flash.FWD_CONFIGS` / `BWD_CONFIGS`, bf16, causal), specialised as the JIT
+specialises the benchmark shapes (every pointer and integer argument divisible by 16), and
+its SASS (from the cubin, by the `cuobjdump` shipped with Triton) is read for:
+- registers and stack bytes per thread (stack > 0: spills) and shared memory;
+- instruction counts over the kernel and inside each loop (a backward branch to a label):
+  HGMMA (Hopper's warp-group matrix products), HMMA (the older per-warp ones), LDGSTS
+  (asynchronous global->shared copies, i.e. pipelined loads), UTMALDG (TMA loads), LDG
+  (plain global loads), LDL / STL (local memory: spills), SHFL, BAR, MUFU.EX2.
+It is a reading of compiled code, not a timing. The Triton here may not be the GPU
+machine's (the JSON records the version): code generation changes between releases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default up to 3.9, made explicit
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+import deepnotes.ops.attention.triton_flash as tf  # noqa: E402
+from deepnotes.utils.env import code_revision  # noqa: E402
+
+OPS = ("HGMMA", "HMMA", "LDGSTS", "UTMALDG", "LDG", "LDL", "STL", "SHFL", "BAR", "MUFU.EX2")
+BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+def compile_sm90(fn, types: dict[str, str], constexprs: dict, num_warps: int, num_stages: int):
+    """AOT-compile a @triton.jit kernel for sm_90a; types: argument -> "*bf16" | "fp32" |
+    ... (default "i32"); pointers and ints get tt.divisibility = 16, as the JIT gives them
+    when the values are multiples of 16."""
+    params = list(inspect.signature(fn.fn).parameters)
+    sig = {p: "constexpr" if p in constexprs else types.get(p, "i32") for p in params}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(params)
+             if sig[p] != "constexpr" and not sig[p].startswith("fp")}  # fmt: skip
+    src = ASTSource(fn=fn, signature=sig, attrs=attrs,
+                    constexprs={(params.index(k),): v for k, v in constexprs.items()})  # fmt: skip
+    opts = {"num_warps": num_warps, "num_stages": num_stages}
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=opts)
+
+
+def _count(lines: list[str]) -> dict[str, int]:
+    """Instructions by mnemonic family (LDG excludes LDGSTS and LDGDEPBAR)."""
+    out = dict.fromkeys(OPS, 0)
+    for line in lines:
+        ins = line.split("*/", 1)[-1].strip().lstrip("@!P0123456789T ").split(" ", 1)[0]
+        for op in OPS:
+            if ins == op or ins.startswith(op + "."):
+                out[op] += 1
+    return out
+
+
+def _address(line: str) -> int:
+    return int(re.match(r"\s+/\*([0-9a-f]+)\*/", line).group(1), 16)
+
+
+def read_sass(cubin: bytes) -> dict:
+    """Resources and instruction counts (whole kernel, and per loop) of a cubin."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        Path(path).write_bytes(cubin)
+        sass = subprocess.run([BIN / "cuobjdump", "-sass", path], capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+        res = subprocess.run([BIN / "cuobjdump", "-res-usage", path], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    usage = dict(re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", res))
+    body: list[str] = []
+    labels: dict[str, int] = {}
+    for line in sass.splitlines():
+        lab = re.match(r"\s*\.(L_x_\d+):", line)
+        if lab:
+            labels[lab.group(1)] = len(body)
+        elif re.match(r"\s+/\*[0-9a-f]{4,}\*/", line):
+            body.append(line)
+    loops = []
+    for i, line in enumerate(body):
+        m = re.search(r"BRA\b.*\.(L_x_\d+)", line)
+        if m is None:  # cuobjdump may print the target as an address instead of a label
+            m2 = re.search(r"BRA\s+(?:`\()?0x([0-9a-f]+)", line)
+            if m2:
+                tgt = int(m2.group(1), 16)
+                starts = [j for j, b in enumerate(body[:i]) if _address(b) == tgt]
+                if starts:
+                    loops.append(
+                        {"instructions": i + 1 - starts[0], **_count(body[starts[0] : i + 1])}
+                    )
+        elif labels.get(m.group(1), i + 1) <= i:
+            seg = body[labels[m.group(1)] : i + 1]
+            loops.append({"instructions": len(seg), **_count(seg)})
+    return {"registers": int(usage.get("REG", 0)), "stack_bytes": int(usage.get("STACK", 0)),
+            "instructions": len(body), "counts": _count(body), "loops": loops}  # fmt: skip
+
+
+def flash_kernels(dims: list[int]) -> list[dict]:
+    bf16 = {p: "*bf16" for p in ("Q", "K", "V", "O", "DO", "DK", "DV", "DQ")}
+    types = {**bf16, "LSE": "*fp32", "DELTA": "*fp32", "qk_scale": "fp32", "sm_scale": "fp32"}
+    rows = []
+    for D in dims:
+        f, b = tf.FWD_CONFIGS[D], tf.BWD_CONFIGS[D]
+        common = {"D": D, "BLOCK_D": D, "CAUSAL": True, "PRECISION": "tf32", "UPCAST": False}
+        specs = [
+            ("flash fwd", tf.flash_attn_fwd_kernel, f["BLOCK_M"], f["BLOCK_N"], f),
+            ("flash bwd dk/dv", tf.flash_attn_bwd_dkdv_kernel, b["BLOCK_M1"], b["BLOCK_N1"], b),
+            ("flash bwd dq", tf.flash_attn_bwd_dq_kernel, b["BLOCK_M2"], b["BLOCK_N2"], b),
+        ]
+        for name, fn, bm, bn, cfg in specs:
+            k = compile_sm90(fn, types, {**common, "BLOCK_M": bm, "BLOCK_N": bn},
+                             cfg["num_warps"], cfg["num_stages"])  # fmt: skip
+            launch = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
+            sass = read_sass(k.asm["cubin"])
+            rows.append({"kernel": name, "D": D, "tiles": f"{bm}x{bn}", **launch,
+                         "shared_bytes": k.metadata.shared, **sass})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dims", default="64,128", help="head dims D")
+    ap.add_argument("--out", help="write the rows as JSON here")
+    args = ap.parse_args()
+    rows = flash_kernels([int(d) for d in args.dims.split(",")])
+    for r in rows:
+        c = r["counts"]
+        print(f"{r['kernel']:16s} D={r['D']:<4d} {r['tiles']:>7s} w{r['num_warps']} "
+              f"s{r['num_stages']}: {r['registers']} regs, stack {r['stack_bytes']} B, "
+              f"smem {r['shared_bytes'] // 1024} KiB, HGMMA {c['HGMMA']}, HMMA {c['HMMA']}, "
+              f"LDGSTS {c['LDGSTS']}, LDG {c['LDG']}, LDL/STL {c['LDL']}/{c['STL']}")  # fmt: skip
+        for i, lp in enumerate(r["loops"]):
+            print(
+                f"    loop {i}: {lp['instructions']} instr, HGMMA {lp['HGMMA']}, "
+                f"LDGSTS {lp['LDGSTS']}, LDL/STL {lp['LDL']}/{lp['STL']}, BAR {lp['BAR']}"
+            )
+    if args.out:
+        meta = {"triton": triton.__version__, "target": "sm_90a", "revision": code_revision(),
+                "command": "python scripts/sass_report.py --out " + args.out}  # fmt: skip
+        Path(args.out).write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default up to 3.9, made explicit
+if __name__ == "__main__":  # before Triton and the kernels are imported
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default to 3.9, explicit
+    os.environ["TRITON_INTERPRET"] = "0"  # compiled kernels, even where tests interpret them
 
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
@@ -106,19 +108,23 @@ def read_sass(cubin: bytes) -> dict:
             "instructions": len(body), "counts": _count(body), "loops": loops}  # fmt: skip
 
 
-def flash_kernels(dims: list[int]) -> list[dict]:
+KERNELS = ("fwd", "dkdv", "dq")
+
+
+def flash_kernels(dims: list[int], kernels=KERNELS) -> list[dict]:
     bf16 = {p: "*bf16" for p in ("Q", "K", "V", "O", "DO", "DK", "DV", "DQ")}
     types = {**bf16, "LSE": "*fp32", "DELTA": "*fp32", "qk_scale": "fp32", "sm_scale": "fp32"}
     rows = []
     for D in dims:
         f, b = tf.FWD_CONFIGS[D], tf.BWD_CONFIGS[D]
         common = {"D": D, "BLOCK_D": D, "CAUSAL": True, "PRECISION": "tf32", "UPCAST": False}
-        specs = [
-            ("flash fwd", tf.flash_attn_fwd_kernel, f["BLOCK_M"], f["BLOCK_N"], f),
-            ("flash bwd dk/dv", tf.flash_attn_bwd_dkdv_kernel, b["BLOCK_M1"], b["BLOCK_N1"], b),
-            ("flash bwd dq", tf.flash_attn_bwd_dq_kernel, b["BLOCK_M2"], b["BLOCK_N2"], b),
-        ]
-        for name, fn, bm, bn, cfg in specs:
+        specs = {
+            "fwd": ("flash fwd", tf.flash_attn_fwd_kernel, f["BLOCK_M"], f["BLOCK_N"], f),
+            "dkdv": ("flash bwd dk/dv", tf.flash_attn_bwd_dkdv_kernel, b["BLOCK_M1"],
+                     b["BLOCK_N1"], b),
+            "dq": ("flash bwd dq", tf.flash_attn_bwd_dq_kernel, b["BLOCK_M2"], b["BLOCK_N2"], b),
+        }  # fmt: skip
+        for name, fn, bm, bn, cfg in (specs[k] for k in kernels):
             k = compile_sm90(fn, types, {**common, "BLOCK_M": bm, "BLOCK_N": bn},
                              cfg["num_warps"], cfg["num_stages"])  # fmt: skip
             launch = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
@@ -131,9 +137,13 @@ def flash_kernels(dims: list[int]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dims", default="64,128", help="head dims D")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help="any of fwd, dkdv, dq")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args()
-    rows = flash_kernels([int(d) for d in args.dims.split(",")])
+    kernels = args.kernels.split(",")
+    if not kernels or set(kernels) - set(KERNELS):
+        ap.error(f"--kernels {args.kernels!r}: choose among {', '.join(KERNELS)}")
+    rows = flash_kernels([int(d) for d in args.dims.split(",")], kernels)
     for r in rows:
         c = r["counts"]
         print(f"{r['kernel']:16s} D={r['D']:<4d} {r['tiles']:>7s} w{r['num_warps']} "

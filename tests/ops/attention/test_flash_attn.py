@@ -167,6 +167,25 @@ def test_forced_triton_explains_why_not(monkeypatch):
         flash_attn(*(t.double() for t in x), causal=True, backend="triton")
 
 
+def test_a_negative_scale_takes_the_pytorch_path(monkeypatch, seed):
+    """The kernel takes each row's maximum of the raw scores before scaling, which needs
+    scale > 0: "auto" falls back to PyTorch (still exact), a forced kernel says why."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x = _inputs(1, 2, 16, 16, 32, torch.float32, "cpu")
+    ref = naive_softmax_attn(*x, causal=True, scale=-0.3)
+    assert_close(flash_attn(*x, causal=True, scale=-0.3), ref, tol=1e-5)
+    with pytest.raises(ValueError, match="scale -0.3 <= 0"):
+        flash_attn(*x, causal=True, scale=-0.3, backend="triton")
+    from deepnotes.ops.attention.triton_flash import triton_flash_attn
+
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        triton_flash_attn(*x, causal=True, scale=-0.3)
+    zero = naive_softmax_attn(*x, causal=True, scale=0.0)  # uniform over the visible keys
+    assert_close(flash_attn(*x, causal=True, scale=0.0), zero, tol=1e-5)
+    with pytest.raises(ValueError, match="scale 0.0 <= 0"):
+        flash_attn(*x, causal=True, scale=0.0, backend="triton")
+
+
 def test_bad_shapes():
     q = torch.randn(1, 2, 8, 16)
     with pytest.raises(ValueError, match="head dims differ"):

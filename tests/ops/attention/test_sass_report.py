@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+SCRIPT, SRC = ROOT / "scripts" / "sass_report.py", str(ROOT / "src")
 
 
 def _script():
@@ -17,7 +22,7 @@ def _script():
     return mod
 
 
-def test_counts_and_loops_are_read_from_the_sass():
+def test_instructions_are_counted_by_family():
     sr = _script()
     pad = "        /*0a10*/                  "
     lines = [pad + "HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4] ;",
@@ -25,9 +30,16 @@ def test_counts_and_loops_are_read_from_the_sass():
              pad + "LDG.E R5, desc[UR4][R2.64] ;"]  # fmt: skip
     expect = {**dict.fromkeys(sr.OPS, 0), "HGMMA": 1, "LDGSTS": 1, "LDG": 1}
     assert sr._count(lines) == expect
-    (row,) = [r for r in sr.flash_kernels([64]) if r["kernel"] == "flash fwd"]
+
+
+def test_the_flash_forward_compiled_for_hopper(tmp_path):
+    """Run as a script (the tests interpret kernels; the script compiles them)."""
+    out = tmp_path / "sass.json"
+    cmd = [sys.executable, str(SCRIPT), "--dims", "64", "--kernels", "fwd", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": SRC})
+    (row,) = json.loads(out.read_text())["rows"]
     # Hopper's warp-group products, pipelined (asynchronous) loads, and the two key loops
     # (blocks under the diagonal, then the masked ones), each with its matrix products
-    assert row["counts"]["HGMMA"] > 0 and row["counts"]["HMMA"] == 0
-    assert row["counts"]["LDGSTS"] > 0 and row["registers"] > 0
+    assert row["kernel"] == "flash fwd" and row["counts"]["HMMA"] == 0
+    assert row["counts"]["HGMMA"] > 0 and row["counts"]["LDGSTS"] > 0 and row["registers"] > 0
     assert len(row["loops"]) == 2 and all(lp["HGMMA"] > 0 for lp in row["loops"])

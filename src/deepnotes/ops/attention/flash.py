@@ -46,8 +46,11 @@ def triton_problem(q, k, v, *, forced: bool) -> str | None:
 
 
 def torch_flash_attn(q, k, v, *, causal: bool, scale: float | None = None) -> torch.Tensor:
-    """The PyTorch path: SDPA where its causal convention matches ours, else the reference."""
-    if not causal or q.shape[2] == k.shape[2]:
+    """The PyTorch path: SDPA where its causal convention matches ours, else the reference.
+    (Scales <= 0 go to the reference too: SDPA's CPU flash kernel returned NaN for them with
+    a causal mask, torch 2.13.)"""
+    positive = scale is None or scale > 0
+    if positive and (not causal or q.shape[2] == k.shape[2]):
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
     # SDPA aligns causal masks to the top-left for T_q != T_k; ours aligns to the end.
     return naive_softmax_attn(q, k, v, causal=causal, scale=scale)
@@ -70,13 +73,20 @@ def flash_attn(
     scale defaults to 1/sqrt(D). Causal masks align queries to the end of the keys (query i
     sits at position i + T_k - T_q), as in decoding with a KV cache; a query that sees no
     key returns zeros. backend: "auto" | "triton" | "torch" (see deepnotes.ops.backend).
-    The kernel takes fp16/bf16 (fp32 when forced), D <= 128 with Dv = D, any T; it runs as
+    The kernel takes fp16/bf16 (fp32 when forced), D <= 128 with Dv = D, scale > 0, any T;
+    it runs as
     the custom op `torch.ops.deepnotes.flash_attn_fwd` (opaque to `torch.compile`).
     """
     _check_shapes(q, k, v)
     q, k, v = cast_inputs(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    if use_triton("flash_attn", backend, (q, k, v), lambda f: triton_problem(q, k, v, forced=f)):
+
+    def problem(forced: bool) -> str | None:
+        if scale <= 0:  # the kernel takes each row's maximum before scaling
+            return f"scale {scale} <= 0; the kernel needs scale > 0"
+        return triton_problem(q, k, v, forced=forced)
+
+    if use_triton("flash_attn", backend, (q, k, v), problem):
         from deepnotes.ops.attention.triton_flash import triton_flash_attn
 
         return triton_flash_attn(q, k, v, causal=causal, scale=scale)

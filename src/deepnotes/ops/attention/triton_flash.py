@@ -8,7 +8,8 @@ running sum l of exp(s - m) and the unnormalised output acc in registers:
     acc' = acc exp(m - m') + p v,             o = acc / l,   lse = m + log l.
 
 The T x T score matrix never reaches memory; only lse ([B, H, T] in fp32) is saved.
-Exponentials are base 2 with log2(e) folded into the scale (one FMUL per score).
+Exponentials are base 2 with log2(e) folded into the scale, which is applied inside the
+exponent's multiply-add (the row maximum is taken over the raw scores).
 
 Backward (Dao 2023, Algorithm 2), recomputing p from q, k and lse:
 
@@ -68,23 +69,27 @@ def bwd_config(d: int) -> dict:
 
 # --------------------------------------------------------------------------- forward
 @triton.jit
-def _online_softmax(s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED: tl.constexpr,
+def _online_softmax(s, qk_scale, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED: tl.constexpr,
                     CAUSAL: tl.constexpr):  # fmt: skip
-    """One key block of the online softmax: scores s [BLOCK_M, BLOCK_N] (log2 units) ->
-    (p = exp2(s - m'), acc and l rescaled by exp2(m - m'), m'); the caller adds p v to acc.
+    """One key block of the online softmax: raw scores s = q k^T [BLOCK_M, BLOCK_N] and
+    qk_scale = scale * log2(e) > 0 -> (p = exp2(s qk_scale - m'), acc and l rescaled by
+    exp2(m - m'), m'), m in log2 units of scaled scores; the caller adds p v to acc.
+    The scale goes into the exponent's multiply-add, not a multiply of every score first:
+    the row maximum of the raw scores, scaled, is the maximum of the scaled ones (qk_scale
+    > 0), which saves one multiply per score (the SASS count: scripts/sass_report.py).
     MASKED blocks hide keys past T_k and, when CAUSAL, keys after each query."""
     if MASKED:
         allowed = offs_n[None, :] < T_k
         if CAUSAL:
             allowed = allowed & (offs_n[None, :] <= offs_m[:, None] + off)
         s = tl.where(allowed, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
         # A row that has seen no key yet keeps m = -inf; subtract 0 instead (no NaN).
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
     else:
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
         m_use = m_new
-    p = tl.exp2(s - m_use[:, None])
+    p = tl.exp2(s * qk_scale - m_use[:, None])
     alpha = tl.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
@@ -149,9 +154,9 @@ def _fwd_inner(
         else:
             kv_mask = d_ok[None, :]
         k = tl.load(k_base + offs_n[:, None] * stride_kt + offs_d[None, :], mask=kv_mask, other=0.0)
-        s = mm(q, tl.trans(k), None, PRECISION, UPCAST) * qk_scale
+        s = mm(q, tl.trans(k), None, PRECISION, UPCAST)
         p, acc, l_i, m_i = _online_softmax(
-            s, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED, CAUSAL
+            s, qk_scale, acc, l_i, m_i, offs_m, offs_n, T_k, off, MASKED, CAUSAL
         )
         v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :], mask=kv_mask, other=0.0)
         acc = mm(p.to(v.dtype), v, acc, PRECISION, UPCAST)
@@ -799,5 +804,7 @@ def triton_flash_attn(
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"triton_flash_attn: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if scale <= 0:  # the row maximum is taken before scaling (and -inf * 0 is NaN)
+        raise ValueError(f"triton_flash_attn: scale must be > 0, got {scale}")
     q, k, v = (t.contiguous() for t in (q, k, v))  # saved for backward as they are
     return flash_attn_fwd_op(q, k, v, causal, scale, loads)[0]

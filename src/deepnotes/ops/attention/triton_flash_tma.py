@@ -81,9 +81,9 @@ def _fwd_inner_tma(
     for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WS):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         k = k_desc.load([bh, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
-        s = mm(q, tl.trans(k), None, PRECISION, UPCAST) * qk_scale
+        s = mm(q, tl.trans(k), None, PRECISION, UPCAST)
         p, acc, l_i, m_i = _online_softmax(
-            s, acc, l_i, m_i, offs_m, start_n + offs_n0, T_k, off, MASKED, CAUSAL
+            s, qk_scale, acc, l_i, m_i, offs_m, start_n + offs_n0, T_k, off, MASKED, CAUSAL
         )
         v = v_desc.load([bh, start_n, 0]).reshape(BLOCK_N, BLOCK_D)
         acc = mm(p.to(v.dtype), v, acc, PRECISION, UPCAST)

@@ -175,6 +175,13 @@ def _checkpointing(res, ctx, path):
     _plot(ctx, res["table"], _cfg(res), res.get("device", ""))
 
 
+@plotter("scan-forms", "bench")
+def _scan_forms(res, ctx, path):
+    from deepnotes.bench.mixers.scan_forms import _plot
+
+    _plot(ctx, res["table"], _cfg(res))
+
+
 @plotter("maxgap", "bench")
 def _maxgap(res, ctx, path):
     from deepnotes.bench.algorithms.maxgap import _plot

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("check", ROOT / "scripts" / "check_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("check_results")
 
 
 def test_differences_ignore_timings_and_catch_changed_figures():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import struct
@@ -10,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import ROOT, load_script
+
 BENCH = ROOT / "benchmarks"
 
 
 def _replot():
-    spec = importlib.util.spec_from_file_location("replot", ROOT / "scripts" / "replot.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("replot")
 
 
 def _png_size(path: Path) -> tuple[int, int]:

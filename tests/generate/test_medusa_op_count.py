@@ -3,21 +3,13 @@ launches beyond a greedy token (a guard: the step stays lean)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "medusa_op_count", ROOT / "scripts" / "medusa_op_count.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("medusa_op_count")
 
 
 def test_views_are_not_launches():

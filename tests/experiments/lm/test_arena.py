@@ -10,6 +10,7 @@ from deepnotes import jobs
 from deepnotes.experiments.lm import arena
 from deepnotes.models.lm import LM
 from tests.helpers import assert_close, rel_rms
+from tests.scripts import load_script
 
 
 def _stub_records(monkeypatch, capped: set[str]):
@@ -119,11 +120,9 @@ def test_arena_lm_bf16_autocast_matches_fp32(name, seed):
 def test_loss_histories_are_saved_and_redrawn(tmp_path, monkeypatch):
     """curves.json keeps every mixer's history, and scripts/replot.py redraws the two loss
     plots from it (with the same bits/byte as the run's own plots)."""
-    import importlib.util
     import json
     import math
     import shutil
-    from pathlib import Path
 
     def stub(name, cfg, data, ctx, max_seconds, bar):
         hist = [{"step": s, "time": 0.1 * s, "loss": 3.0 / s, "val_loss": 3.1 / s} for s in (1, 2)]
@@ -139,10 +138,7 @@ def test_loss_histories_are_saved_and_redrawn(tmp_path, monkeypatch):
     curves = json.loads((out / "curves.json").read_text())
     assert sorted(curves) == ["gru", "softmax"] and curves["gru"][1]["val_loss"] == 3.1 / 2
 
-    root = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("replot", root / "scripts" / "replot.py")
-    rp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rp)
+    rp = load_script("replot")
     bench, redrawn = tmp_path / "bench", tmp_path / "redrawn"
     bench.mkdir()
     redrawn.mkdir()

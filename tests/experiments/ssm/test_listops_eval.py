@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-from pathlib import Path
 
 import torch
 
 from deepnotes import jobs
 from deepnotes.experiments.ssm.listops import generate, train_mixer
 from deepnotes.utils.pool import shareable
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "listops_eval", ROOT / "scripts" / "listops_eval.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("listops_eval")
 
 
 def test_wilson_and_mcnemar_against_closed_forms(seed):

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.scripts import ROOT, load_script
+
 SCRIPT, SRC = ROOT / "scripts" / "sass_report.py", str(ROOT / "src")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "sass_report", ROOT / "scripts" / "sass_report.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("sass_report")
 
 
 def test_instructions_are_counted_by_family():

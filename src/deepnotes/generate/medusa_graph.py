@@ -246,7 +246,8 @@ class GreedyTreeStep:
     greedy acceptance, the next step's token and head logits (the Medusa heads at the
     accepted node only), the rollback of the chosen path, and the length advanced on the
     device (`dec._t`). A call returns [1 + D + 1] long: a (the accepted head tokens), then
-    the chosen path's tokens (the step emits the first a + 1), read with one host sync.
+    the chosen path's tokens (the step emits the first a + 1), read by the host while the
+    next step runs (`run_tree_steps`).
     Greedy only: typical acceptance picks among tied paths, a data-dependent shape.
 
     At batch 1 on a GPU a replay costs about a microsecond or two per kernel, so the step

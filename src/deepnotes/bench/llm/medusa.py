@@ -59,7 +59,7 @@ class MedusaBenchConfig:
     warmup: int = 1  # untimed prompts first (allocator, kernels, CUDA-graph capture)
     cuda_graph: bool = False  # both sides over fixed-size KV buffers, replayed as CUDA graphs
     # with cuda_graph: also time every tree with its whole step (candidates, tree forward,
-    # acceptance, rollback) as one graph, one host sync a step ("<tree>, one graph a step")
+    # acceptance, rollback) as one graph, read a step behind ("<tree>, one graph a step")
     step_graph: bool = False
     tree_nodes: list[int] = field(
         default_factory=lambda: [8, 16, 24]

@@ -16,6 +16,8 @@ Inside a chunk, two algorithms (`algorithm=`):
 - "recurrent" (`scan_recurrent.py`): the same walk on time-major tensors with a
   hand-written backward (the reverse scan), so no checkpointing and no per-step autograd;
   on CPU 1.5-2.4x faster forward and 1.8-2.9x forward+backward than "sequential".
+  First derivatives only (its backward is not itself differentiable): for higher ones
+  pass algorithm="sequential".
 "auto" picks "recurrent" on CPU and "parallel" elsewhere. All are linear in L.
 """
 

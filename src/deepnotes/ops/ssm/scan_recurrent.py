@@ -21,6 +21,7 @@ saved, so no checkpointing is needed), and the reverse loop once.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 
 def _decays_and_inputs(u, delta, A, B):
@@ -58,6 +59,7 @@ class ChunkScan(torch.autograd.Function):
         return y.permute(1, 2, 0), H[-1].clone()
 
     @staticmethod
+    @once_differentiable  # in-place reverse scan: a second derivative raises, not misleads
     def backward(ctx, dy, dh_last):
         # sums over a middle axis and permuted views of the results, not einsum: on the CPU
         # einsum's transposes copied the [l, Bt, Dm, N] tensors, half the backward's time

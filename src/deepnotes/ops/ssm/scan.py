@@ -15,7 +15,8 @@ Inside a chunk, two algorithms (`algorithm=`):
   tensors; on CPU it measured 3-10x faster than "parallel" (docs/ssm.md).
 - "recurrent" (`scan_recurrent.py`): the same walk on time-major tensors with a
   hand-written backward (the reverse scan), so no checkpointing and no per-step autograd;
-  on CPU 1.5-2.4x faster forward and 1.8-2.9x forward+backward than "sequential".
+  on CPU 1.6-2.3x faster forward and 1.8-2.8x forward+backward than "sequential"
+  (`deepnotes bench scan-forms`, benchmarks/scan-forms-cpu.json).
   First derivatives only (its backward is not itself differentiable): for higher ones
   pass algorithm="sequential".
 "auto" picks "recurrent" on CPU and "parallel" elsewhere. All are linear in L.

@@ -161,6 +161,41 @@ def test_one_graph_a_step_is_lossless_and_accepts_the_same(positions):
             assert st.accepted == per_forward.accepted and st.forwards == per_forward.forwards
 
 
+def test_steps_read_behind_survive_a_reused_result_buffer():
+    """On a GPU the step's result is the graph's own buffer, overwritten by the next replay,
+    and the next step runs before the host reads the last: `run_tree_steps` must copy each
+    result away first. A fake step that writes every result into one tensor checks it."""
+    from types import SimpleNamespace
+
+    from deepnotes.generate.medusa import MedusaStats
+    from deepnotes.generate.medusa_graph import run_tree_steps
+
+    accepted = [2, 0, 3, 1, 3, 0, 2]  # a per step; the step emits a + 1 tokens
+    buf = torch.zeros(1 + 4, dtype=torch.long)  # [a, path tokens] for a depth-3 tree
+    calls = []
+
+    def step(base=None, med=None):
+        i = len(calls)
+        calls.append(base is not None)
+        buf[0] = accepted[i]
+        buf[1:] = torch.arange(4) + 10 * i  # step i's tokens: 10 i, 10 i + 1, ...
+        return buf
+
+    dec = SimpleNamespace(_t=torch.zeros((), dtype=torch.long), length=5,
+                          device=torch.device("cpu"))  # fmt: skip
+    fake = type("Step", (), {"__call__": staticmethod(step), "dec": dec,
+                             "tree": SimpleNamespace(depth=3)})()  # fmt: skip
+    stats = MedusaStats()
+    n = 12
+    out = run_tree_steps(fake, torch.zeros(3), torch.zeros(2, 3), n, stats)
+    expect = [10 * i + j for i, a in enumerate(accepted) for j in range(a + 1)]
+    k = next(i for i in range(len(accepted)) if sum(a + 1 for a in accepted[: i + 1]) >= n)
+    assert out == expect[: len(out)] and len(out) >= n
+    assert stats.accepted == accepted[: k + 1] and len(calls) == k + 1  # none in vain
+    assert calls[0] and not any(calls[1:])  # the prompt's logits go to the first step only
+    assert dec.length == 5 + len(out)
+
+
 def test_one_graph_a_step_needs_the_graph_path_and_greedy():
     model = tiny_lm()
     heads = MedusaHeads(24, 37, n_heads=3).double()

@@ -331,16 +331,16 @@ def run_tree_steps(step: GreedyTreeStep, base, med, max_new_tokens: int, stats) 
     launched ahead only while the steps in flight cannot finish the output even if each
     accepted every head token, so no step is wasted and the capacity (prompt + new tokens +
     tree nodes) always holds: the decoder's true length before a launch stays below
-    prompt + max_new_tokens. Off CUDA the same schedule runs eagerly (each result is a new
-    tensor), which is how the tests check it.
+    prompt + max_new_tokens. Off CUDA the same schedule and buffers run eagerly, which is
+    how the tests check it.
     """
     dec = step.dec
     dec._t.fill_(dec.length)  # the step keeps the length on the device from here
     most = step.tree.depth + 1  # tokens a step can emit
-    cuda = dec.graphs
-    host = (
-        [torch.empty(1 + most, dtype=torch.long, pin_memory=True) for _ in range(2)] if cuda else []
-    )
+    cuda = dec.device.type == "cuda"
+    # the step's result is the graph's buffer, overwritten by the next replay: each result is
+    # copied behind its replay into one of two host buffers (pinned: the copy is async)
+    host = [torch.empty(1 + most, dtype=torch.long, pin_memory=cuda) for _ in range(2)]
     inflight: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []  # launched, unread
     emitted: list[int] = []
     launched = 0
@@ -349,13 +349,11 @@ def run_tree_steps(step: GreedyTreeStep, base, med, max_new_tokens: int, stats) 
         nonlocal launched
         first = launched == 0
         out = step(base if first else None, med if first else None)
-        if cuda:  # the graph's buffer is overwritten by the next replay: copy it behind this one
-            buf, event = host[launched % 2], torch.cuda.Event()
-            buf.copy_(out, non_blocking=True)
-            event.record()
-            inflight.append((buf, event))
-        else:
-            inflight.append((out, None))
+        buf, event = host[launched % 2], torch.cuda.Event() if cuda else None
+        buf.copy_(out, non_blocking=cuda)
+        if event is not None:
+            event.record(torch.cuda.current_stream(dec.device))
+        inflight.append((buf, event))
         launched += 1
 
     while len(emitted) < max_new_tokens:

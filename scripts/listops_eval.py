@@ -2,6 +2,8 @@
 
     python scripts/listops_eval.py --ckpt-dir runs/listops-cpu-s4-ckpt --budget cpu-s4 \
         --examples 5000 --out benchmarks/listops-cpu-s4-eval.json
+    python scripts/listops_eval.py --budget cpu-s4 --ckpt s4d@10k=runs/s4d-10k-ckpt/s4d \
+        --ckpt s4d@5k=runs/listops-cpu-s4-ckpt/s4d --ckpt softmax=runs/listops-cpu-s4-ckpt/softmax
 
 `deepnotes run listops` scores each mixer on `eval_examples` held-out sequences (1,000 in
 the cpu-s4 preset: a 95% interval of about +-3 points). This script loads the newest
@@ -61,20 +63,31 @@ def predict(model, x: torch.Tensor, batch: int = 100) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluate(ckpt_dir: Path, budget: str, examples: int, seed: int = 0) -> dict:
+def evaluate(ckpt_dir: Path | None, budget: str, examples: int, seed: int = 0,
+             ckpts: dict[str, Path] | None = None) -> dict:  # fmt: skip
+    """Score the newest checkpoint of each preset mixer under ckpt_dir (`ckpt_dir/<mixer>`),
+    and of each ckpts entry: label -> a mixer's checkpoint folder, the label being the
+    mixer's name or "<mixer>@<tag>" (e.g. two runs of one mixer: s4d@5k, s4d@10k)."""
     jobs.discover()
     cfg = jobs.EXPERIMENTS.get("listops").make_config(budget)
-    mixers = [m for m in cfg.mixers if find_latest(ckpt_dir / m) is not None]
-    if not mixers:
+    runs = {}  # label -> checkpoint folder
+    if ckpt_dir is not None:
+        runs = {m: ckpt_dir / m for m in cfg.mixers if find_latest(ckpt_dir / m) is not None}
+    for label, folder in (ckpts or {}).items():
+        if find_latest(folder) is None:
+            raise SystemExit(f"listops_eval: no checkpoint under {folder} (--ckpt {label})")
+        runs[label] = folder
+    if not runs:
         raise SystemExit(f"listops_eval: no checkpoint of {cfg.mixers} under {ckpt_dir}")
+    mixers = list(runs)
     x, y = generate(cfg, cfg.train_examples, 2 * seed)  # the job's training set (for the rule)
     xv, yv = generate(cfg, examples, EVAL_SEED)
     rule = first_op_guess(x, y, xv)
     rule_right = rule == yv
     rows, hits = [], {}
     for name in mixers:
-        path = find_latest(ckpt_dir / name)
-        model = build_model(cfg, name)
+        path = find_latest(runs[name])
+        model = build_model(cfg, name.split("@")[0])
         model.load_state_dict(load_weights(path / "model.safetensors"))
         t0 = time.perf_counter()
         hit = predict(model, xv) == yv
@@ -105,7 +118,10 @@ def evaluate(ckpt_dir: Path, budget: str, examples: int, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ckpt-dir", required=True, help="the run's ckpt_dir (one folder per mixer)")
+    ap.add_argument("--ckpt-dir", help="the run's ckpt_dir (one folder per mixer)")
+    ap.add_argument("--ckpt", action="append", default=[], metavar="LABEL=DIR",
+                    help="also score this mixer's checkpoint folder; LABEL = the mixer, or "
+                    "MIXER@TAG to tell two runs of one mixer apart (repeatable)")  # fmt: skip
     ap.add_argument("--budget", required=True, help="the listops preset the run used")
     ap.add_argument("--examples", type=int, default=5000, help="fresh held-out sequences")
     ap.add_argument("--seed", type=int, default=0, help="the run's --seed (for its training set)")
@@ -113,8 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.examples < 1:
         ap.error(f"--examples {a.examples}: must be >= 1")
+    ckpts = {}
+    for item in a.ckpt:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder:
+            ap.error(f"--ckpt {item!r}: expected LABEL=DIR, e.g. s4d@10k=runs/x-ckpt/s4d")
+        ckpts[label] = Path(folder)
+    if a.ckpt_dir is None and not ckpts:
+        ap.error("give --ckpt-dir, --ckpt LABEL=DIR, or both")
+    jobs.discover()
+    known = jobs.EXPERIMENTS.get("listops").make_config(a.budget).mixers
+    bad = [lab for lab in ckpts if lab.split("@")[0] not in known]
+    if bad:
+        ap.error(f"--ckpt {bad[0]}: the mixer must be one of the preset's {known}")
     torch.set_num_threads(1)
-    res = evaluate(Path(a.ckpt_dir), a.budget, a.examples, a.seed)
+    res = evaluate(Path(a.ckpt_dir) if a.ckpt_dir else None, a.budget, a.examples, a.seed,
+                   ckpts)  # fmt: skip
     res["command"] = "python scripts/listops_eval.py " + " ".join(
         arg for arg in (argv if argv is not None else sys.argv[1:])
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
+import pytest
 import torch
 
 from deepnotes import jobs
@@ -52,3 +54,32 @@ def test_scores_the_job_checkpoints(tmp_path, seed):
     assert 0.0 < p["mcnemar_p"] <= 1.0
     for r in res["rows"]:
         assert r["acc_lo95"] <= r["acc"] <= r["acc_hi95"]
+
+
+def test_checkpoints_named_one_by_one(tmp_path, seed, capsys):
+    """--ckpt LABEL=DIR scores any checkpoint folder; MIXER@TAG tells two runs of one mixer
+    apart, and both are compared with every other row."""
+    ev = _script()
+    jobs.discover()
+    cfg = jobs.EXPERIMENTS.get("listops").make_config("smoke")
+    name = cfg.mixers[0]
+    for run, steps in (("a", cfg.steps), ("b", 2 * cfg.steps)):
+        c = dataclasses.replace(cfg, ckpt_dir=str(tmp_path / run), eval_every=2, steps=steps)
+        x, y = generate(c, c.train_examples, 0)
+        xv, yv = generate(c, c.eval_examples, 1)
+        with shareable((x, y, xv, yv), 1) as data:
+            train_mixer(c, name, 0, "cpu", None, data)
+    out = tmp_path / "eval.json"
+    args = ["--budget", "smoke", "--examples", "30", "--out", str(out),
+            "--ckpt", f"{name}@short={tmp_path / 'a' / name}",
+            "--ckpt", f"{name}@long={tmp_path / 'b' / name}"]  # fmt: skip
+    assert ev.main(args) == 0
+    res = json.loads(out.read_text())
+    assert [(r["mixer"], r["step"]) for r in res["rows"]] == [
+        (f"{name}@short", cfg.steps), (f"{name}@long", 2 * cfg.steps)]  # fmt: skip
+    assert [(p["a"], p["b"]) for p in res["pairs"]] == [(f"{name}@short", f"{name}@long")]
+    for bad, match in ((["--ckpt", "nolabel"], "expected LABEL=DIR"), ([], "give --ckpt-dir"),
+                       (["--ckpt", f"mlp@x={tmp_path}"], "must be one of")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            ev.main(["--budget", "smoke", *bad])
+        assert match in capsys.readouterr().err

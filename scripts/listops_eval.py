@@ -31,6 +31,7 @@ import torch
 from deepnotes import jobs
 from deepnotes.experiments.ssm.listops import build_model, first_op_guess, generate
 from deepnotes.train.checkpoint import find_latest, load_weights
+from deepnotes.utils.env import code_revision, device_name, versions
 from deepnotes.utils.io import atomic_write_json
 from deepnotes.utils.stats import mcnemar_exact
 
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     res = evaluate(Path(a.ckpt_dir) if a.ckpt_dir else None, a.budget, a.examples, a.seed,
                    ckpts)  # fmt: skip
+    res["device"], res["device_name"] = "cpu", device_name(torch.device("cpu"))
+    res["versions"] = {**versions(), "revision": code_revision()}
     res["command"] = "python scripts/listops_eval.py " + " ".join(
         arg for arg in (argv if argv is not None else sys.argv[1:])
     )

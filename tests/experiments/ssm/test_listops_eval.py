@@ -75,6 +75,7 @@ def test_checkpoints_named_one_by_one(tmp_path, seed, capsys):
             "--ckpt", f"{name}@long={tmp_path / 'b' / name}"]  # fmt: skip
     assert ev.main(args) == 0
     res = json.loads(out.read_text())
+    assert res["device"] == "cpu" and res["versions"]["revision"] and res["command"]
     assert [(r["mixer"], r["step"]) for r in res["rows"]] == [
         (f"{name}@short", cfg.steps), (f"{name}@long", 2 * cfg.steps)]  # fmt: skip
     assert [(p["a"], p["b"]) for p in res["pairs"]] == [(f"{name}@short", f"{name}@long")]

@@ -41,3 +41,12 @@ def scan_fn(impl, names, softplus: bool, last: bool, **kw):
         return r if last else (r,)
 
     return fn
+
+
+def scan_cotangents(Bt, Dm, N, L, last: bool, dtype=torch.float32, device="cpu"):
+    """Random incoming gradients for `scan_fn`'s outputs: dy [Bt, Dm, L] in dtype, and, with
+    the last state, d(h_last) [Bt, Dm, N] in fp32 (the state's dtype)."""
+    cot = [torch.randn(Bt, Dm, L, device=device, dtype=dtype)]
+    if last:
+        cot.append(torch.randn(Bt, Dm, N, device=device))
+    return cot

@@ -12,7 +12,7 @@ import deepnotes.ops.ssm.triton_scan_chunked_bwd as tscb
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan, torch_selective_scan
 from tests.helpers import assert_close
 from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
-from tests.ops.ssm.scan_cases import scan_fn, scan_inputs
+from tests.ops.ssm.scan_cases import scan_cotangents, scan_fn, scan_inputs
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -53,9 +53,7 @@ def test_chunked_backward_matches_walk_and_reference(
     def run(impl, **kw):
         return scan_fn(impl, names, softplus, last, **kw)
 
-    cot = [torch.randn(Bt, Dm, L, device=device, dtype=dtype)]
-    if last:
-        cot.append(torch.randn(Bt, Dm, N, device=device))
+    cot = scan_cotangents(Bt, Dm, N, L, last, dtype, device)
     vals = list(x.values())
     kern = ts.triton_selective_scan
     ours = values_and_grads(run(kern, fwd=fwd, bwd="chunked", bwd_chunk_len=CL), vals, cot)

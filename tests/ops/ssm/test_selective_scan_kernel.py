@@ -7,7 +7,7 @@ import torch
 
 from deepnotes.ops.ssm import naive_selective_scan, selective_scan, torch_selective_scan
 from tests.ops.kernel_cases import assert_rule, cpu, cpu_only, gpu, values_and_grads
-from tests.ops.ssm.scan_cases import scan_fn, scan_inputs
+from tests.ops.ssm.scan_cases import scan_cotangents, scan_fn, scan_inputs
 
 bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
 ALL = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -38,9 +38,7 @@ def test_selective_scan_matches_reference(Bt, Dm, N, L, names, softplus, last, d
     def run(impl, **kw):
         return scan_fn(impl, names, softplus, last, **kw)
 
-    cot = [torch.randn(Bt, Dm, L, device=device, dtype=dtype)]
-    if last:
-        cot.append(torch.randn(Bt, Dm, N, device=device))
+    cot = scan_cotangents(Bt, Dm, N, L, last, dtype, device)
     vals = list(x.values())
     ours = values_and_grads(run(selective_scan, backend="triton"), vals, cot)
     lowp = values_and_grads(run(torch_selective_scan), vals, cot)

@@ -81,29 +81,15 @@ def read_sass(cubin: bytes) -> dict:
         res = subprocess.run([BIN / "cuobjdump", "-res-usage", path], capture_output=True,
                              text=True, check=True).stdout  # fmt: skip
     usage = dict(re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", res))
-    body: list[str] = []
-    labels: dict[str, int] = {}
-    for line in sass.splitlines():
-        lab = re.match(r"\s*\.(L_x_\d+):", line)
-        if lab:
-            labels[lab.group(1)] = len(body)
-        elif re.match(r"\s+/\*[0-9a-f]{4,}\*/", line):
-            body.append(line)
+    # instruction lines ("/*0a10*/  OPCODE ...;"); a loop is a branch back to an earlier one
+    body = [line for line in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", line)]
+    where = {_address(line): i for i, line in enumerate(body)}
     loops = []
     for i, line in enumerate(body):
-        m = re.search(r"BRA\b.*\.(L_x_\d+)", line)
-        if m is None:  # cuobjdump may print the target as an address instead of a label
-            m2 = re.search(r"BRA\s+(?:`\()?0x([0-9a-f]+)", line)
-            if m2:
-                tgt = int(m2.group(1), 16)
-                starts = [j for j, b in enumerate(body[:i]) if _address(b) == tgt]
-                if starts:
-                    loops.append(
-                        {"instructions": i + 1 - starts[0], **_count(body[starts[0] : i + 1])}
-                    )
-        elif labels.get(m.group(1), i + 1) <= i:
-            seg = body[labels[m.group(1)] : i + 1]
-            loops.append({"instructions": len(seg), **_count(seg)})
+        m = re.search(r"BRA\s+(?:`\()?0x([0-9a-f]+)", line)
+        start = where.get(int(m.group(1), 16), i + 1) if m else i + 1
+        if start < i:  # (a branch to itself is the trap loop after the exit)
+            loops.append({"instructions": i + 1 - start, **_count(body[start : i + 1])})
     return {"registers": int(usage.get("REG", 0)), "stack_bytes": int(usage.get("STACK", 0)),
             "instructions": len(body), "counts": _count(body), "loops": loops}  # fmt: skip
 

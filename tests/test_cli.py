@@ -279,3 +279,18 @@ def test_revision_is_the_one_the_run_started_with(tmp_path, monkeypatch):
         json.loads((tmp_path / "o" / "results.json").read_text())["versions"]["revision"]
         == "before"
     )
+
+
+def test_a_folder_with_only_the_marker_is_empty_and_refusals_name_real_flags(tmp_path):
+    from deepnotes import jobs
+
+    out = tmp_path / "stopped"
+    jobs.prepare_out(out)  # a run that stops here leaves only the marker behind
+    assert [p.name for p in out.iterdir()] == [jobs.MARKER]
+    assert jobs.prepare_out(out) == out  # so the same command starts again
+    (out / "results.json").write_text("{}")
+    with pytest.raises(jobs.OutputError, match="add --resume"):
+        jobs.prepare_out(out)
+    with pytest.raises(jobs.OutputError) as e:
+        jobs.prepare_out(out, resumable=False)  # the job has no --resume: do not suggest it
+    assert "--resume" not in str(e.value) and "--force" in str(e.value)

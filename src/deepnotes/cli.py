@@ -143,7 +143,7 @@ def cmd_job(kind: str, argv: list[str]) -> int:
         cfg = job.make_config(args.budget, **overrides_from_args(args))
         check_config(job, cfg)
         out = Path(args.out) if args.out is not None else jobs.default_out(job)
-        jobs.prepare_out(out, resume=resume, force=args.force)
+        jobs.prepare_out(out, resume=resume, force=args.force, resumable=job.resumable)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -234,16 +234,20 @@ class OutputError(ValueError):
     """--out cannot be used as asked (a file, not creatable, or holds another run)."""
 
 
-def prepare_out(out: Path, *, resume: bool = False, force: bool = False) -> Path:
+def prepare_out(
+    out: Path, *, resume: bool = False, force: bool = False, resumable: bool = True
+) -> Path:
     """Check (and make) an output folder before any work starts.
 
-    An existing non-empty folder is refused unless `resume` (continue the run in it) or
-    `force` (clear it first; only folders this program made, which hold MARKER).
+    An existing folder holding results is refused unless `resume` (continue the run in it)
+    or `force` (clear it first; only folders this program made, which hold MARKER). A folder
+    that holds only MARKER (a run stopped before it wrote anything) counts as empty.
+    `resumable` says whether the refusal may suggest --resume.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != MARKER for p in out.iterdir()):
         if force:
             if not (out / MARKER).exists():
                 raise OutputError(
@@ -252,10 +256,8 @@ def prepare_out(out: Path, *, resume: bool = False, force: bool = False) -> Path
                 )
             shutil.rmtree(out)
         elif not resume:
-            raise OutputError(
-                f"--out {out}: already holds results; add --resume to continue that run or "
-                "--force to overwrite it"
-            )
+            how = "add --resume to continue that run or " if resumable else ""
+            raise OutputError(f"--out {out}: already holds results; {how}--force to overwrite it")
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER).touch()

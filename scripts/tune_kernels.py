@@ -1,8 +1,8 @@
 """Time candidate tile settings of each Triton kernel on a GPU and print the fastest.
 
 Usage (on a CUDA machine, from the repository root):
-    PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan,decode] [--json F]
-        [--plot F.png]
+    PYTHONPATH=src python3 scripts/tune_kernels.py [--ops flash,linear,gau,scan,decode,scan-parts]
+        [--json F] [--plot F.png]
 
 Each op is timed at the benchmark's setting (bf16, B*T = 65,536, H*D = 2048) at one or two
 lengths; the winners are what the kernels' CONFIG tables hold (see docs/kernels.md).
@@ -209,6 +209,29 @@ def tune_scan(results):
     ts.BWD_CONFIG.update(saved[1])
 
 
+def time_scan_parts(results):
+    """What the walk backward spends where (not a tuning): at L = 2k, 8k, 32k (B*L fixed),
+    the forward, then the backward whole ("all"), without dB and dC ("no-bc": their channel
+    sums and atomic adds left out) and the dh recurrence alone ("dh"), in the shipped tiles."""
+    import deepnotes.ops.ssm.triton_scan as ts
+
+    Dm, N = WIDTH, 16
+    for L in (2048, 8192, 32768):
+        Bt = TOKENS // L
+        u, z, do = (torch.randn(Bt, Dm, L, device=DEV, dtype=DT) for _ in range(3))
+        delta = (torch.randn(Bt, Dm, L, device=DEV) * 0.5 - 1).to(DT)
+        A = -torch.exp(torch.randn(Dm, N, device=DEV) * 0.5)
+        Bm, Cm = (torch.randn(Bt, N, L, device=DEV, dtype=DT) for _ in range(2))
+        Dv, bias = torch.randn(Dm, device=DEV), torch.randn(Dm, device=DEV) * 0.3
+        args = (u, delta, A, Bm, Cm, Dv, z, bias, True)
+        trial(results, "scan_parts", f"L{L}", {"part": "fwd"},
+              lambda: ts.selective_scan_fwd(*args, True, False))  # fmt: skip
+        _, h0s, _, ypre = ts.selective_scan_fwd(*args, True, False)
+        for part in ts.BWD_PARTS:
+            run = lambda: ts.selective_scan_bwd(*args, h0s, ypre, do, None, parts=part)  # noqa: E731
+            trial(results, "scan_parts", f"L{L}", {"part": f"bwd {part}"}, run)
+
+
 def tune_decode(results):
     """Flash-decoding's launch settings at B = 1, T = 64k and B = 16, T = 16k (H = 16,
     D = 128), with SDPA timed on the same inputs as the yardstick (config {"impl": "sdpa"})."""
@@ -244,22 +267,35 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results: list[dict] = []
     fns = {"flash": tune_flash, "linear": tune_linear, "gau": tune_gau, "scan": tune_scan,
-           "decode": tune_decode}  # fmt: skip
+           "decode": tune_decode, "scan-parts": time_scan_parts}  # fmt: skip
+    unknown = set(args.ops.split(",")) - set(fns)
+    if unknown:
+        p.error(f"--ops: unknown {', '.join(sorted(unknown))}; choose from {', '.join(fns)}")
     for op in args.ops.split(","):
         t0 = time.perf_counter()
         fns[op](results)
         print(f"# {op}: {time.perf_counter() - t0:.0f} s", flush=True)
     best: dict[tuple, dict] = {}
     for r in results:
-        key = (r["op"], r["shape"], r["config"].get("impl", ""))  # a peer (sdpa) on its own line
+        # a peer (sdpa) and each part of the scan on its own line
+        key = (r["op"], r["shape"], r["config"].get("impl", r["config"].get("part", "")))
         if r["status"] == "ok" and (key not in best or r["ms"] < best[key]["ms"]):
             best[key] = r
     print("\nfastest per op and shape:")
     for (op, shape, _), r in best.items():
         print(f"  {op:14s} {shape:22s} {r['ms']:8.3f} ms  {json.dumps(r['config'])}")
     if args.json:
+        from deepnotes.utils.env import device_name, versions
+
+        record = {
+            "name": "kernels-tuning",
+            "device_name": device_name(DEV),
+            "versions": versions(),
+            "command": "python scripts/tune_kernels.py " + " ".join(argv or sys.argv[1:]),
+            "trials": results,
+        }
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(record, f, indent=1)
     if args.plot:
         from pathlib import Path
 

@@ -34,9 +34,9 @@ def test_rows_are_saved_before_each_timing_and_the_log_names_it(tmp_path, monkey
     assert timing[-1].endswith("timing flash_attn sdpa D=16 T=64 ...")  # where it stopped
 
 
-def test_tuning_plot_leaves_out_the_decode_sweep():
-    """`tune_kernels.py --ops decode` trials (one phase, a peer row) do not break the plot's
-    rows of the other kernels."""
+def test_tuning_plot_leaves_out_the_decode_sweep_and_the_scan_parts():
+    """`tune_kernels.py --ops decode` trials (one phase, a peer row) and `--ops scan-parts`
+    trials do not break the plot's rows of the other kernels."""
     from deepnotes.bench.mixers.tuning_plot import tuning_points
 
     ok = {"ms": 0.4, "status": "ok"}
@@ -44,6 +44,7 @@ def test_tuning_plot_leaves_out_the_decode_sweep():
         {"op": "flash_fwd", "shape": "D64 T8192", "config": {}, "ms": 1.5, "status": "ok"},
         {"op": "decode", "shape": "B1 T65536", "config": {"impl": "sdpa"}, **ok},
         {"op": "decode", "shape": "B1 T65536", "config": {"num_warps": 8}, **ok},
+        {"op": "scan_parts", "shape": "L2048", "config": {"part": "bwd dh"}, **ok},
     ]
     rows = tuning_points(trials)
     assert [(r["label"], r["fwd"]) for r in rows] == [("flash D=64 T=8k", [1.5])]

@@ -114,3 +114,30 @@ def test_bad_backward_is_refused_before_any_work(seed, monkeypatch):
     monkeypatch.delenv(ts.BWD_ENV_VAR)
     with pytest.raises(ValueError, match="multiple of 16"):  # the saved states' spacing
         ts.triton_selective_scan(**x, bwd="chunked", bwd_chunk_len=24)
+
+
+@cpu_only
+def test_backward_parts_leave_out_exactly_their_part(seed):
+    """parts="no-bc" gives the full backward's gradients but dB, dC (left at zero); "dh"
+    runs the recurrence only (every gradient zero); a bad value or a chunked backward with
+    parts is refused."""
+    Bt, Dm, N, L = 1, 5, 3, 37
+    x = scan_inputs(Bt, Dm, N, L, ALL)
+    args = (*x.values(), True)
+    _, h0s, _, ypre = ts.selective_scan_fwd(*args, True, False)
+    dout = torch.randn(Bt, Dm, L)
+    full = ts.selective_scan_bwd(*args, h0s, ypre, dout, None)
+    no_bc = ts.selective_scan_bwd(*args, h0s, ypre, dout, None, parts="no-bc")
+    names = ("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias")
+    for name, f, g in zip(names, full, no_bc, strict=True):
+        if name in ("dB", "dC"):
+            assert f.abs().sum() > 0 and not g.any()
+        else:
+            assert torch.equal(f, g), name
+    dh = ts.selective_scan_bwd(*args, h0s, ypre, dout, None, parts="dh")
+    for name in ("dA", "dB", "dC", "dD", "dbias"):
+        assert not dh[names.index(name)].any(), name
+    with pytest.raises(ValueError, match="parts='some'"):
+        ts.selective_scan_bwd(*args, h0s, ypre, dout, None, parts="some")
+    with pytest.raises(ValueError, match="walk backward only"):
+        ts.selective_scan_bwd(*args, h0s, ypre, dout, None, bwd="chunked", parts="dh")

@@ -62,9 +62,10 @@ def tuning_points(trials: list[dict]) -> list[dict]:
             rows[key] = {"label": _label(kind, shape), "floor": fl, "fwd": [], "fwdbwd": []}
         return rows[key]
 
-    # flash-decoding's sweep ("decode", no backward) is not drawn: its best settings print
-    trials = [t for t in trials if "_" in t["op"]]
-    ok = [t for t in ok if "_" in t["op"]]
+    # flash-decoding's sweep ("decode", no backward) and the scan's parts (not tile settings)
+    # are not drawn: they print
+    trials = [t for t in trials if "_" in t["op"] and t["op"] != "scan_parts"]
+    ok = [t for t in ok if "_" in t["op"] and t["op"] != "scan_parts"]
     for t in trials:  # a failed setting (compile error, illegal access) leaves no point
         kind, phase = t["op"].split("_", 1)
         r = row(kind, t["shape"].split(" BL")[0])

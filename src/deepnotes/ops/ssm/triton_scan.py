@@ -58,6 +58,8 @@ from deepnotes.ops.ssm.triton_scan_fwd import (
 from deepnotes.ops.triton_utils import pow2
 
 LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function may read
+# what `selective_scan_bwd(parts=...)` runs of the walk backward -> the kernel's PARTS
+BWD_PARTS = {"all": 2, "no-bc": 1, "dh": 0}
 
 # (BD channels, BL steps) per program (docs/kernels.md). BD shrinks, down to MIN_BD, until
 # the grid has MIN_PROGRAMS programs (two per H100 multiprocessor). Small tiles under the
@@ -173,6 +175,7 @@ def _bwd_walk(
     HAS_Z: tl.constexpr,
     SOFTPLUS: tl.constexpr,
     GRADS: tl.constexpr,
+    BC_GRADS: tl.constexpr,
 ):
     """The reverse walk over tiles tile_hi - 1 down to tile_lo (BL steps each) of batch row b
     and channels offs_d [BD]; shared by the walk kernel and both walks of the chunked one.
@@ -185,8 +188,9 @@ def _bwd_walk(
     sum_t delta_t over them ([BD]).
 
     GRADS: recompute h from H0S (the state before every tile, [Bt, Dm, cdiv(L, BL), N]
-    fp32), store du, ddelta, dz and add dB, dC atomically. Without it only the recurrence of
-    dh runs, which reads delta, dout, C (and z, y before the gate): the chunked pass 1.
+    fp32), store du, ddelta, dz and, with BC_GRADS, add dB, dC atomically. Without GRADS only
+    the recurrence of dh runs, which reads delta, dout, C (and z, y before the gate): the
+    chunked pass 1. (GRADS without BC_GRADS leaves dB, dC out: only for timing the parts.)
     """
     offs_n = tl.arange(0, BN)
     offs_l = tl.arange(0, BL)
@@ -259,11 +263,12 @@ def _bwd_walk(
                 ddt += dh * (An[:, None] * ah + Bt[None, :] * u)
                 du += dh * (dt * Bt[None, :])
                 dA_acc += tl.where(sel, tl.sum(dh * dt * ah, 1)[:, None], 0.0)
-                # dB, dC sum over all channels: this program's BD of them, atomically into fp32
-                tl.atomic_add(
-                    DB + (b * N + n) * L + t, tl.sum(dh * dtu, 0), mask=t_ok, sem="relaxed"
-                )
-                tl.atomic_add(DC + (b * N + n) * L + t, tl.sum(h * dy, 0), mask=t_ok, sem="relaxed")
+                if BC_GRADS:
+                    # dB, dC sum over all channels: this program's BD of them, atomically (fp32)
+                    dBn = tl.sum(dh * dtu, 0)
+                    tl.atomic_add(DB + (b * N + n) * L + t, dBn, mask=t_ok, sem="relaxed")
+                    dCn = tl.sum(h * dy, 0)
+                    tl.atomic_add(DC + (b * N + n) * L + t, dCn, mask=t_ok, sem="relaxed")
         if GRADS:
             if HAS_D:
                 du += Dd[:, None] * dy
@@ -325,9 +330,11 @@ def selective_scan_bwd_kernel(
     HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr,
     HAS_DHLAST: tl.constexpr,
+    PARTS: tl.constexpr,
 ):
     """Gradients, one program per (BD channels, batch row) walking all of L from the end.
-    DA, DB, DC, DD, DBIAS are zeroed fp32 buffers that receive atomic adds."""
+    DA, DB, DC, DD, DBIAS are zeroed fp32 buffers that receive atomic adds. PARTS: 2 = all
+    gradients; 1 = all but dB, dC; 0 = the dh recurrence only (1 and 0 time the parts)."""
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
@@ -342,7 +349,8 @@ def selective_scan_bwd_kernel(
         carry = tl.zeros([BD, BN], dtype=tl.float32)
     _, dA_acc, dD_acc, dbias_acc, _ = _bwd_walk(
         U, DELTA, A, Bm, Cm, Z, DOUT, YPRE, H0S, DU, DDELTA, DB, DC, DZ, b, offs_d, bias, Dd,
-        carry, 0, tl.cdiv(L, BL), Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, True,
+        carry, 0, tl.cdiv(L, BL), Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, PARTS > 0,
+        PARTS > 1,
     )  # fmt: skip
     _add_param_grads(DA, DD, DBIAS, offs_d, Dm, N, dA_acc, dD_acc, dbias_acc, BN, HAS_D, HAS_BIAS)
 
@@ -459,11 +467,19 @@ def selective_scan_bwd(
     dhlast,
     bwd="walk",
     chunk_len=None,
+    parts="all",
 ):
     """-> (du, ddelta, dA, dB, dC, dD, dz, d(delta_bias)), the parameter sums in fp32.
 
     bwd: "walk" | "chunked" (BWD_VARIANTS); chunk_len: the chunked backward's CL, a multiple
-    of BWD_CONFIG's BL (resolved by `triton_scan_chunked.chunk_length`)."""
+    of BWD_CONFIG's BL (resolved by `triton_scan_chunked.chunk_length`). parts (walk only,
+    for timing what the backward spends where; anything but "all" gives wrong gradients):
+    "all" | "no-bc" (dB, dC left at zero: no channel sums, no atomic adds) | "dh" (only the
+    dh recurrence runs)."""
+    if parts not in BWD_PARTS:
+        raise ValueError(f"parts={parts!r}: expected one of {', '.join(BWD_PARTS)}")
+    if parts != "all" and bwd != "walk":
+        raise ValueError(f"parts={parts!r} times the walk backward only, not bwd={bwd!r}")
     Bt, Dm, L = u.shape
     N = A.shape[1]
     cfg = _cfg(BWD_CONFIG, Dm, Bt)
@@ -497,7 +513,7 @@ def selective_scan_bwd(
         selective_scan_bwd_chunked(inputs, grads, Dm, L, N, Bt, CL, flags)
     else:
         selective_scan_bwd_kernel[(triton.cdiv(Dm, BD), Bt)](
-            *inputs, *grads, Dm, L, N, BD=BD, BL=BL, **flags, **cfg
+            *inputs, *grads, Dm, L, N, BD=BD, BL=BL, PARTS=BWD_PARTS[parts], **flags, **cfg
         )
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 

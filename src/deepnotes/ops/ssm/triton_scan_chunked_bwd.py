@@ -134,7 +134,7 @@ def selective_scan_bwd_chunk_kernel(
     tile_hi = tl.minimum(tile_lo + CL // BL, tl.cdiv(L, BL))
     carry, dA_acc, dD_acc, dbias_acc, dt_sum = _bwd_walk(
         U, DELTA, A, Bm, Cm, Z, DOUT, YPRE, H0S, DU, DDELTA, DB, DC, DZ, b, offs_d, bias, Dd,
-        carry, tile_lo, tile_hi, Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, GRADS,
+        carry, tile_lo, tile_hi, Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, GRADS, GRADS,
     )  # fmt: skip
     if GRADS:
         _add_param_grads(

@@ -334,7 +334,8 @@ def selective_scan_bwd_kernel(
 ):
     """Gradients, one program per (BD channels, batch row) walking all of L from the end.
     DA, DB, DC, DD, DBIAS are zeroed fp32 buffers that receive atomic adds. PARTS: 2 = all
-    gradients; 1 = all but dB, dC; 0 = the dh recurrence only (1 and 0 time the parts)."""
+    gradients; 1 = all but dB, dC; 0 = the dh recurrence only, its end state added into DA so
+    that it is not optimised away (1 and 0 time the parts)."""
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
@@ -347,11 +348,13 @@ def selective_scan_bwd_kernel(
         carry = tl.load(DHLAST + st_rows, mask=dn_mask, other=0.0).to(tl.float32)
     else:
         carry = tl.zeros([BD, BN], dtype=tl.float32)
-    _, dA_acc, dD_acc, dbias_acc, _ = _bwd_walk(
+    carry, dA_acc, dD_acc, dbias_acc, _ = _bwd_walk(
         U, DELTA, A, Bm, Cm, Z, DOUT, YPRE, H0S, DU, DDELTA, DB, DC, DZ, b, offs_d, bias, Dd,
         carry, 0, tl.cdiv(L, BL), Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, PARTS > 0,
         PARTS > 1,
     )  # fmt: skip
+    if PARTS == 0:  # the recurrence alone: keep its result, or the compiler drops the walk
+        dA_acc = carry
     _add_param_grads(DA, DD, DBIAS, offs_d, Dm, N, dA_acc, dD_acc, dbias_acc, BN, HAS_D, HAS_BIAS)
 
 
@@ -475,7 +478,8 @@ def selective_scan_bwd(
     of BWD_CONFIG's BL (resolved by `triton_scan_chunked.chunk_length`). parts (walk only,
     for timing what the backward spends where; anything but "all" gives wrong gradients):
     "all" | "no-bc" (dB, dC left at zero: no channel sums, no atomic adds) | "dh" (only the
-    dh recurrence runs)."""
+    dh recurrence runs; dA then holds what reaches the first state, a_0 dh_0, summed over
+    the batch)."""
     if parts not in BWD_PARTS:
         raise ValueError(f"parts={parts!r}: expected one of {', '.join(BWD_PARTS)}")
     if parts != "all" and bwd != "walk":

@@ -171,17 +171,23 @@ def tune_gau(results):
     tg.CONFIG.update(saved)
 
 
-def tune_scan(results):
-    import deepnotes.ops.ssm.triton_scan as ts
-
-    L, Dm, N = 8192, WIDTH, 16
-    Bt = TOKENS // L
+def scan_args(L: int, N: int = 16):
+    """The scan bench's inputs at length L (B*L = TOKENS, Dm = WIDTH, bf16, softplus on):
+    (selective_scan_fwd's leading arguments, dout)."""
+    Dm, Bt = WIDTH, TOKENS // L
     u, z, do = (torch.randn(Bt, Dm, L, device=DEV, dtype=DT) for _ in range(3))
     delta = (torch.randn(Bt, Dm, L, device=DEV) * 0.5 - 1).to(DT)
     A = -torch.exp(torch.randn(Dm, N, device=DEV) * 0.5)
     Bm, Cm = (torch.randn(Bt, N, L, device=DEV, dtype=DT) for _ in range(2))
     Dv, bias = torch.randn(Dm, device=DEV), torch.randn(Dm, device=DEV) * 0.3
-    args = (u, delta, A, Bm, Cm, Dv, z, bias, True)
+    return (u, delta, A, Bm, Cm, Dv, z, bias, True), do
+
+
+def tune_scan(results):
+    import deepnotes.ops.ssm.triton_scan as ts
+
+    L = 8192
+    args, do = scan_args(L)
     saved = dict(ts.FWD_CONFIG), dict(ts.BWD_CONFIG)
     for BL in (32, 64):
         for BD, w in ((16, 4), (32, 4), (32, 8), (64, 8)):
@@ -215,15 +221,8 @@ def time_scan_parts(results):
     sums and atomic adds left out) and the dh recurrence alone ("dh"), in the shipped tiles."""
     import deepnotes.ops.ssm.triton_scan as ts
 
-    Dm, N = WIDTH, 16
     for L in (2048, 8192, 32768):
-        Bt = TOKENS // L
-        u, z, do = (torch.randn(Bt, Dm, L, device=DEV, dtype=DT) for _ in range(3))
-        delta = (torch.randn(Bt, Dm, L, device=DEV) * 0.5 - 1).to(DT)
-        A = -torch.exp(torch.randn(Dm, N, device=DEV) * 0.5)
-        Bm, Cm = (torch.randn(Bt, N, L, device=DEV, dtype=DT) for _ in range(2))
-        Dv, bias = torch.randn(Dm, device=DEV), torch.randn(Dm, device=DEV) * 0.3
-        args = (u, delta, A, Bm, Cm, Dv, z, bias, True)
+        args, do = scan_args(L)
         trial(results, "scan_parts", f"L{L}", {"part": "fwd"},
               lambda: ts.selective_scan_fwd(*args, True, False))  # fmt: skip
         _, h0s, _, ypre = ts.selective_scan_fwd(*args, True, False)

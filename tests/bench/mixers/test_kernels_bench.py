@@ -86,3 +86,13 @@ def test_mamba_ssm_rows_get_ratios_as_a_peer():
     assert rows[0]["fwd_x_mamba_ssm"] == 3.0 and rows[0]["fwdbwd_x_mamba_ssm"] == 1.5
     assert rows[1]["fwd_x_mamba_ssm"] == 1.5  # our variants against the peer, too
     assert metrics["selective_scan/D16/T2048/fwdbwd_x_mamba_ssm"] == 1.5
+
+
+def test_tune_kernels_refuses_an_unknown_op_before_timing(capsys):
+    from tests.scripts import load_script
+
+    tune = load_script("tune_kernels")
+    with pytest.raises(SystemExit) as e:
+        tune.main(["--ops", "scan-parts,scan-part"])
+    assert e.value.code == 2
+    assert "unknown scan-part" in capsys.readouterr().err

@@ -1,17 +1,23 @@
-"""What Triton makes of the FlashAttention kernels on Hopper, without a GPU.
+"""What Triton makes of the FlashAttention kernels (and the scan backward) on Hopper,
+without a GPU.
 
     python scripts/sass_report.py                       # flash fwd, dk/dv and dq, D = 64, 128
     python scripts/sass_report.py --out benchmarks/sass-flash-sm90.json
+    python scripts/sass_report.py --kernels scan-bwd --out benchmarks/sass-scan-bwd-sm90.json
 
 Each kernel is compiled ahead of time for sm_90a with the launch settings the library uses
-(`triton_flash.FWD_CONFIGS` / `BWD_CONFIGS`, bf16, causal), specialised as the JIT
+(`triton_flash.FWD_CONFIGS` / `BWD_CONFIGS`, bf16, causal; for the selective scan's walk
+backward `triton_scan.BWD_CONFIG` at the two channel blocks its launcher uses, with all
+gradients and without dB, dC: `parts="no-bc"`), specialised as the JIT
 specialises the benchmark shapes (every pointer and integer argument divisible by 16), and
 its SASS (from the cubin, by the `cuobjdump` shipped with Triton) is read for:
 - registers and stack bytes per thread (stack > 0: spills) and shared memory;
 - instruction counts over the kernel and inside each loop (a backward branch to a label):
   HGMMA (Hopper's warp-group matrix products), HMMA (the older per-warp ones), LDGSTS
   (asynchronous global->shared copies, i.e. pipelined loads), UTMALDG (TMA loads), LDG
-  (plain global loads), LDL / STL (local memory: spills), SHFL, BAR, MUFU.EX2.
+  (plain global loads), LDL / STL (local memory: spills), SHFL, BAR, MUFU.EX2, STS / LDS
+  (shared memory), REDG (atomic adds to global memory). A loop inside another shows as a
+  second loop whose instruction span (`span`) lies within the first's.
 It is a reading of compiled code, not a timing. The Triton here may not be the GPU
 machine's (the JSON records the version): code generation changes between releases.
 """
@@ -36,9 +42,11 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 import deepnotes.ops.attention.triton_flash as tf  # noqa: E402
+import deepnotes.ops.ssm.triton_scan as ts  # noqa: E402
 from deepnotes.utils.env import code_revision  # noqa: E402
 
-OPS = ("HGMMA", "HMMA", "LDGSTS", "UTMALDG", "LDG", "LDL", "STL", "SHFL", "BAR", "MUFU.EX2")
+OPS = ("HGMMA", "HMMA", "LDGSTS", "UTMALDG", "LDG", "LDL", "STL", "SHFL", "BAR", "MUFU.EX2",
+       "STS", "LDS", "REDG")  # fmt: skip
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 
 
@@ -89,12 +97,14 @@ def read_sass(cubin: bytes) -> dict:
         m = re.search(r"BRA\s+(?:`\()?0x([0-9a-f]+)", line)
         start = where.get(int(m.group(1), 16), i + 1) if m else i + 1
         if start < i:  # (a branch to itself is the trap loop after the exit)
-            loops.append({"instructions": i + 1 - start, **_count(body[start : i + 1])})
+            loops.append({"instructions": i + 1 - start, "span": [start, i],
+                          **_count(body[start : i + 1])})  # fmt: skip
     return {"registers": int(usage.get("REG", 0)), "stack_bytes": int(usage.get("STACK", 0)),
             "instructions": len(body), "counts": _count(body), "loops": loops}  # fmt: skip
 
 
-KERNELS = ("fwd", "dkdv", "dq")
+KERNELS = ("fwd", "dkdv", "dq", "scan-bwd")
+FLASH = KERNELS[:3]
 
 
 def flash_kernels(dims: list[int], kernels=KERNELS) -> list[dict]:
@@ -120,16 +130,43 @@ def flash_kernels(dims: list[int], kernels=KERNELS) -> list[dict]:
     return rows
 
 
+def scan_bwd_kernels() -> list[dict]:
+    """The walk backward at BWD_CONFIG's channel block and at MIN_BD (the launcher halves BD
+    down to MIN_BD when the grid is small: long L, small batch), N <= 16, D, z, delta_bias
+    and softplus on; all gradients (PARTS 2) and without dB, dC (PARTS 1)."""
+    tensors = ("U", "DELTA", "Z", "DOUT", "YPRE", "DU", "DDELTA", "DZ", "Bm", "Cm")
+    fp32 = ("A", "Dv", "BIAS", "H0S", "DHLAST", "DA", "DB", "DC", "DD", "DBIAS")
+    types = {**dict.fromkeys(tensors, "*bf16"), **dict.fromkeys(fp32, "*fp32")}
+    cfg = dict(ts.BWD_CONFIG)
+    flags = {"BN": 16, "BL": cfg["BL"], "HAS_D": True, "HAS_Z": True, "HAS_BIAS": True,
+             "SOFTPLUS": True, "HAS_DHLAST": False}  # fmt: skip
+    rows = []
+    for bd in sorted({cfg["BD"], ts.MIN_BD}, reverse=True):
+        for parts in ("all", "no-bc"):
+            const = {**flags, "BD": bd, "PARTS": ts.BWD_PARTS[parts]}
+            k = compile_sm90(ts.selective_scan_bwd_kernel, types, const, cfg["num_warps"],
+                             cfg["num_stages"])  # fmt: skip
+            launch = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
+            rows.append({"kernel": f"scan bwd ({parts})", "D": 16, "tiles": f"{bd}x{cfg['BL']}",
+                         **launch, "shared_bytes": k.metadata.shared,
+                         **read_sass(k.asm["cubin"])})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dims", default="64,128", help="head dims D")
-    ap.add_argument("--kernels", default=",".join(KERNELS), help="any of fwd, dkdv, dq")
+    what = "any of fwd, dkdv, dq (flash); scan-bwd (its D is the states N)"
+    ap.add_argument("--kernels", default=",".join(FLASH), help=what)
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args()
     kernels = args.kernels.split(",")
     if not kernels or set(kernels) - set(KERNELS):
         ap.error(f"--kernels {args.kernels!r}: choose among {', '.join(KERNELS)}")
-    rows = flash_kernels([int(d) for d in args.dims.split(",")], kernels)
+    flash = [k for k in kernels if k in FLASH]
+    rows = flash_kernels([int(d) for d in args.dims.split(",")], flash) if flash else []
+    if "scan-bwd" in kernels:
+        rows += scan_bwd_kernels()
     for r in rows:
         c = r["counts"]
         print(f"{r['kernel']:16s} D={r['D']:<4d} {r['tiles']:>7s} w{r['num_warps']} "
@@ -138,12 +175,14 @@ def main() -> None:
               f"LDGSTS {c['LDGSTS']}, LDG {c['LDG']}, LDL/STL {c['LDL']}/{c['STL']}")  # fmt: skip
         for i, lp in enumerate(r["loops"]):
             print(
-                f"    loop {i}: {lp['instructions']} instr, HGMMA {lp['HGMMA']}, "
-                f"LDGSTS {lp['LDGSTS']}, LDL/STL {lp['LDL']}/{lp['STL']}, BAR {lp['BAR']}"
+                f"    loop {i} {lp['span']}: {lp['instructions']} instr, HGMMA {lp['HGMMA']}, "
+                f"LDGSTS {lp['LDGSTS']}, LDL/STL {lp['LDL']}/{lp['STL']}, BAR {lp['BAR']}, "
+                f"SHFL {lp['SHFL']}, REDG {lp['REDG']}"
             )
     if args.out:
         meta = {"triton": triton.__version__, "target": "sm_90a", "revision": code_revision(),
-                "command": "python scripts/sass_report.py --out " + args.out}  # fmt: skip
+                "command": "python scripts/sass_report.py --kernels " + args.kernels
+                           + " --out " + args.out}  # fmt: skip
         Path(args.out).write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
 
 

@@ -37,3 +37,17 @@ def test_the_flash_forward_compiled_for_hopper(tmp_path):
     assert row["kernel"] == "flash fwd" and row["counts"]["HMMA"] == 0
     assert row["counts"]["HGMMA"] > 0 and row["counts"]["LDGSTS"] > 0 and row["registers"] > 0
     assert len(row["loops"]) == 2 and all(lp["HGMMA"] > 0 for lp in row["loops"])
+
+
+def test_the_scan_backward_compiled_for_hopper(tmp_path):
+    """The scan's walk backward: the loop over states nests in the loop over tiles, and dB,
+    dC are its only atomic adds (none without them)."""
+    out = tmp_path / "sass.json"
+    cmd = [sys.executable, str(SCRIPT), "--kernels", "scan-bwd", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": SRC})
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kernel"] for r in rows] == ["scan bwd (all)", "scan bwd (no-bc)"] * 2
+    for r in rows:
+        tiles, states = r["loops"][-1], r["loops"][0]
+        assert tiles["span"][0] < states["span"][0] <= states["span"][1] < tiles["span"][1]
+        assert (states["REDG"] > 0) == (r["kernel"] == "scan bwd (all)")

@@ -59,3 +59,30 @@ def test_a_failing_profile_keeps_the_timings(tmp_path, monkeypatch):
     prof = rec["metrics"]["profile"]
     assert all(p == {"error": "RuntimeError: CUPTI unavailable"} for p in prof.values())
     assert len(prof) == 2 and rec["table"]  # the timed rows are there
+
+
+def test_first_divergence_finds_the_token_and_its_logit_gap(seed):
+    """Equal outputs give None; otherwise the first differing new token, the full forward's
+    logit gap between greedy's token and the other's there, and which one it picks."""
+    import torch
+
+    from deepnotes.bench.llm.medusa import _divergence_note, first_divergence
+    from deepnotes.generate import generate
+    from deepnotes.models.lm import LM, LMConfig
+
+    model = LM(LMConfig(vocab_size=29, d_model=16, n_layers=1, n_heads=2, max_len=64)).eval()
+    prompt = torch.randint(0, 29, (1, 5))
+    ref = generate(model, prompt, 8, temperature=0)
+    assert first_divergence(model, ref, ref.clone(), 5) is None
+    out = ref.clone()
+    out[0, 5 + 3] = (int(ref[0, 8]) + 1) % 29  # a different token at new-token index 3
+    out[0, 5 + 5] = (int(ref[0, 10]) + 1) % 29  # later differences do not matter
+    d = first_divergence(model, ref, out, 5)
+    with torch.no_grad():
+        logits = model(ref[:, :8])[0, -1]
+    assert d["at"] == 3 and d["full_forward_picks"] == "greedy"
+    assert d["gap"] == pytest.approx(float(logits[ref[0, 8]] - logits[out[0, 8]]), abs=1e-4)
+    assert d["gap"] > 0  # greedy's token is the argmax of the same forward
+    assert _divergence_note({}) is None
+    note = _divergence_note({"a": [{**d, "prompt": 0}], "b": [{**d, "gap": 0.5}]})
+    assert "2 prompt-method pairs" in note and "picks greedy's token 2 times" in note

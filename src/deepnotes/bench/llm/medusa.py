@@ -144,6 +144,42 @@ def check_medusa_bench(cfg: MedusaBenchConfig) -> None:
         raise ConfigError("step_graph", True, "needs --cuda-graph true (the fixed-buffer path)")
 
 
+@torch.no_grad()
+def first_divergence(model, ref: torch.Tensor, out: torch.Tensor, T0: int) -> dict | None:
+    """Where another decoder's tokens first leave greedy's, and whether that is a near tie.
+
+    ref, out: [1, T0 + n] greedy's and the other's tokens (the prompt's T0 first). None if
+    they are equal. Else `at`: the first new-token index where they differ; `gap`: the
+    base's logit of greedy's token minus that of the other's token there, from one full
+    (uncached) forward over the common prefix in the model's dtype (small next to the
+    logits' spread: a near tie that rounding can flip); `full_forward_picks`: which of the
+    two the full forward's argmax takes ("greedy", "other" token, or "neither")."""
+    diff = (ref[0] != out[0]).nonzero()
+    if diff.numel() == 0:
+        return None
+    j = int(diff[0])
+    logits = model(ref[:, :j])[0, -1].float()
+    g, m, top = int(ref[0, j]), int(out[0, j]), int(logits.argmax())
+    picks = "greedy" if top == g else "other" if top == m else "neither"
+    return {"at": j - T0, "gap": round(float(logits[g] - logits[m]), 4),
+            "full_forward_picks": picks}  # fmt: skip
+
+
+def _divergence_note(divergences: dict[str, list[dict]]) -> str | None:
+    """One line over every method's divergences (None when every output equals greedy's)."""
+    ds = [d for v in divergences.values() for d in v]
+    if not ds:
+        return None
+    gaps = sorted(abs(d["gap"]) for d in ds)
+    picks = {k: sum(d["full_forward_picks"] == k for d in ds) for k in ("greedy", "other")}
+    return (
+        f"where an output left greedy's ({len(ds)} prompt-method pairs; metric "
+        f"`divergences`): logit gap between the two tokens in a full forward, median "
+        f"{gaps[len(gaps) // 2]:.3g}, max {gaps[-1]:.3g}; that forward picks greedy's token "
+        f"{picks['greedy']} times and the other's {picks['other']}"
+    )
+
+
 @suite(
     "medusa",
     "Medusa vs greedy decoding (same weights, same KV-cache code): tokens/s, accepted length",
@@ -191,6 +227,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
     # the library's stepped `generate` is eager only: a reference row in eager runs
     methods = {**({} if graph else {"greedy (LM.step)": None}), greedy: None, **runs}
     per: dict[str, list[dict]] = {m: [] for m in methods}
+    divergences: dict[str, list[dict]] = {}
     for i, p in enumerate(ctx.progress(prompts, desc="prompts")):
         ref, t = _timed(lambda p=p: greedy_cached(model, p, n, cuda_graph=graph), ctx.device)
         rec = {greedy: {"s": t, "forwards": n, "equal": True}}
@@ -205,6 +242,9 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
                 ctx.device,
             )
             rec[name] = {"s": t, "forwards": st.forwards - 1, "equal": torch.equal(out, ref)}
+            if i >= cfg.warmup and not rec[name]["equal"]:
+                d = first_divergence(model, ref, out, p.shape[1])
+                divergences.setdefault(name, []).append({"prompt": i - cfg.warmup, **d})
         if i >= cfg.warmup:
             for m, r in rec.items():
                 per[m].append(r)
@@ -273,6 +313,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "model_params": sum(p.numel() for p in model.parameters()),
             **calibration,
             **profile,
+            "divergences": divergences,
         },
         table=rows,
         columns=[
@@ -294,6 +335,7 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
             "predicted_length = 1 + sum over the tree's nodes of the product of the heads' "
             "calibration rank accuracy along the node's path (the paper's independence "
             "approximation); optimal N = the N-node tree that maximises it",
+            *filter(None, [_divergence_note(divergences)]),
         ],
     )
 

@@ -462,6 +462,8 @@ def _plot(ctx, rows, baseline, first_op=None):
     if first_op is not None:
         ax.axhline(first_op, color="k", ls=":", lw=1, label="outermost operator alone")
     ax.set_xticks(list(pos), names, rotation=30, ha="right")
+    half = max(len(rows), 3) / 2  # one or two mixers: centred bars keep their width
+    ax.set_xlim((len(rows) - 1) / 2 - half, (len(rows) - 1) / 2 + half)
     ax.set(ylabel="ListOps accuracy", ylim=(0, 1), title="ListOps, bidirectional mixers")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")

@@ -44,6 +44,7 @@ from deepnotes.job_checks import ConfigError
 from deepnotes.jobs import Context, Result, suite
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.utils.errors import error_line
+from deepnotes.utils.profile import profile_steps
 
 STEP = ", one graph a step"  # the suffix of the rows timed with `step_graph`
 
@@ -341,49 +342,9 @@ def run(cfg: MedusaBenchConfig, ctx: Context) -> Result:
 
 
 def _profile(ctx: Context, top: int, run) -> dict:
-    """Profile run() -> steps once (after the timed runs: graphs captured, kernels warm).
-
-    On CUDA it reads the device side: the kernels themselves (device events, so nothing is
-    counted twice: an ATen op's, or a graph launch's, own device time is its kernels'),
-    their number and time per step, and the wall time per step of the same (profiled) run;
-    a wall time well above the kernel time means gaps between kernels. Elsewhere, the CPU
-    ops by self time. -> {"steps", "device_ms_per_step" | "cpu_ms_per_step",
-    "wall_ms_per_step", ["kernels_per_step",] "ops": the top ones, each with its calls and
-    microseconds per decoding step}."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = ctx.device.type == "cuda"
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    _sync(ctx.device)
-    t0 = time.perf_counter()
-    with profile(activities=acts) as prof:
-        steps = run()
-        _sync(ctx.device)
-    wall = time.perf_counter() - t0
-    steps = max(1, int(steps))
-
-    def self_us(e) -> float:  # torch >= 2.4 names it device time; older, cuda time
-        if not cuda:
-            return e.self_cpu_time_total
-        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
-
-    events = [e for e in prof.key_averages() if self_us(e) > 0]
-    if cuda:
-        events = [e for e in events if e.device_type != DeviceType.CPU]
-    events.sort(key=self_us, reverse=True)
-    total = sum(self_us(e) for e in events)
-    return {
-        "steps": steps,
-        "device_ms_per_step" if cuda else "cpu_ms_per_step": round(total / steps / 1e3, 4),
-        "wall_ms_per_step": round(1e3 * wall / steps, 4),
-        **({"kernels_per_step": round(sum(e.count for e in events) / steps, 1)} if cuda else {}),
-        "ops": [
-            {"name": e.key[:80], "calls_per_step": round(e.count / steps, 2),
-             "us_per_step": round(self_us(e) / steps, 2)}
-            for e in events[:top]
-        ],
-    }  # fmt: skip
+    """Profile run() -> steps once (after the timed runs: graphs captured, kernels warm);
+    see `deepnotes.utils.profile.profile_steps`."""
+    return profile_steps(ctx.device, run, top)
 
 
 def _plot(ctx: Context, rows: list[dict], title: str) -> None:

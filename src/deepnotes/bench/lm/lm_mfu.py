@@ -33,6 +33,7 @@ from deepnotes.models import gpt_baseline as G
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train import TrainConfig, Trainer
 from deepnotes.utils.env import device_name
+from deepnotes.utils.profile import profile_steps
 
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -68,6 +69,9 @@ class LMMFUConfig:
     warmup: int = 5  # untimed steps (compile, autotuning, allocator warm-up)
     steps: int = 20  # timed optimizer steps
     peak_tflops: float | None = None  # None = from the device name (H100/H200: 989)
+    # after each row's timing, torch.profiler over this many more steps: device time per
+    # step split by kernel family (matmul, attention, loss, optimizer, ...), 0 = off
+    profile_steps: int = 0
 
 
 def _set_sdpa_backend(name: str) -> None:
@@ -144,6 +148,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _profile(step, n: int, device: torch.device) -> dict:
+    """n more steps under torch.profiler: time per step by kernel family, top kernels."""
+
+    def run() -> int:
+        for _ in range(n):
+            step()
+        return n
+
+    return profile_steps(device, run, top=10)
+
+
 def parse_row(spec: str) -> tuple[str, int, str, bool, bool]:
     """'ours:32:cudnn+tuned+fused' -> ('ours', 32, 'cudnn', True, True)."""
     try:
@@ -196,6 +211,7 @@ def measure(
         last = step()
     _sync(device)
     secs = time.perf_counter() - t0
+    split = _profile(step, cfg.profile_steps, device) if cfg.profile_steps > 0 else None
     tokens_per_s = cfg.steps * B * cfg.seq_len / secs
     fpt = flops_per_token(
         n_params, cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads, cfg.seq_len
@@ -227,6 +243,11 @@ def measure(
         "device": device_name(device),
         "status": "ok",
     }
+    if split is not None:
+        row["profile"] = split
+        mm = split["by_kind"].get("matmul")
+        if mm:  # 6 N FLOPs a token are the weight matmuls (the head included: it is tied)
+            row["matmul_tflops"] = 6 * n_params * B * cfg.seq_len / (mm * 1e-3) / 1e12
     if device.type == "cuda":
         _set_sdpa_backend("default")
     inductor_config.coordinate_descent_tuning = False
@@ -340,6 +361,6 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     )
     ctx.savefig(fig, "lm_mfu.png")
     columns = ["model", "batch", "attention", "ce", "params_N", "step_ms", "tokens_per_s",
-               "model_tflops", "mfu", "vs_baseline", "peak_mem_gb", "first_step_s", "loss_last",
-               "status"]  # fmt: skip
+               "model_tflops", "mfu", "vs_baseline", "matmul_tflops", "peak_mem_gb",
+               "first_step_s", "loss_last", "status"]  # fmt: skip
     return Result(metrics=metrics, table=rows, columns=columns, notes=notes)

@@ -128,7 +128,7 @@ def profile(target: str, ncu: str) -> dict:
     metrics = [*PIPES, *(STALL_METRIC.format(s) for s in STALLS)]
     for extra in (["--metrics", ",".join(metrics)], []):  # without them if ncu refuses one
         cmd = [ncu, "--clock-control", "none", "--csv", "--page", "details",
-               "-k", KERNELS[target], "--launch-count", "8", *extra]  # fmt: skip
+               "-k", KERNELS[target], "--launch-count", "16", *extra]  # fmt: skip
         for s in SECTIONS:
             cmd += ["--section", s]
         cmd += [sys.executable, __file__, "--workload", target]

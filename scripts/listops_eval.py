@@ -65,7 +65,7 @@ def predict(model, x: torch.Tensor, batch: int = 100) -> torch.Tensor:
 
 
 def evaluate(ckpt_dir: Path | None, budget: str, examples: int, seed: int = 0,
-             ckpts: dict[str, Path] | None = None) -> dict:  # fmt: skip
+             ckpts: dict[str, Path] | None = None, device: str = "cpu") -> dict:  # fmt: skip
     """Score the newest checkpoint of each preset mixer under ckpt_dir (`ckpt_dir/<mixer>`),
     and of each ckpts entry: label -> a mixer's checkpoint folder, the label being the
     mixer's name or "<mixer>@<tag>" (e.g. two runs of one mixer: s4d@5k, s4d@10k)."""
@@ -91,7 +91,7 @@ def evaluate(ckpt_dir: Path | None, budget: str, examples: int, seed: int = 0,
         model = build_model(cfg, name.split("@")[0])
         model.load_state_dict(load_weights(path / "model.safetensors"))
         t0 = time.perf_counter()
-        hit = predict(model, xv) == yv
+        hit = predict(model.to(device), xv.to(device)).cpu() == yv
         hits[name] = hit
         k, n = int(hit.sum()), hit.numel()
         lo, hi = wilson(k, n)
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--examples", type=int, default=5000, help="fresh held-out sequences")
     ap.add_argument("--seed", type=int, default=0, help="the run's --seed (for its training set)")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way)")
     a = ap.parse_args(argv)
     if a.examples < 1:
         ap.error(f"--examples {a.examples}: must be >= 1")
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not label or not folder:
             ap.error(f"--ckpt {item!r}: expected LABEL=DIR, e.g. s4d@10k=runs/x-ckpt/s4d")
         ckpts[label] = Path(folder)
+    if a.device.split(":")[0] not in ("cpu", "cuda"):
+        ap.error(f"--device {a.device!r}: cpu or cuda")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
     if a.ckpt_dir is None and not ckpts:
         ap.error("give --ckpt-dir, --ckpt LABEL=DIR, or both")
     jobs.discover()
@@ -145,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--ckpt {bad[0]}: the mixer must be one of the preset's {known}")
     torch.set_num_threads(1)
     res = evaluate(Path(a.ckpt_dir) if a.ckpt_dir else None, a.budget, a.examples, a.seed,
-                   ckpts)  # fmt: skip
-    res["device"], res["device_name"] = "cpu", device_name(torch.device("cpu"))
+                   ckpts, a.device)  # fmt: skip
+    res["device"], res["device_name"] = a.device, device_name(torch.device(a.device))
     res["versions"] = {**versions(), "revision": code_revision()}
     res["command"] = "python scripts/listops_eval.py " + " ".join(
         arg for arg in (argv if argv is not None else sys.argv[1:])

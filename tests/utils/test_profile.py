@@ -16,7 +16,7 @@ from deepnotes.utils.profile import kernel_kind, profile_steps
         ("void pytorch_flash::flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel<K>", "attention"),
         ("flash_attn_bwd_dkdv_kernel", "attention"),
         (
-            "void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor>",
+            "void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdam>",
             "optimizer",
         ),
         ("triton_red_fused__log_softmax_backward_data_nll_loss_backward_0", "loss"),

@@ -80,7 +80,8 @@ def test_checkpoints_named_one_by_one(tmp_path, seed, capsys):
         (f"{name}@short", cfg.steps), (f"{name}@long", 2 * cfg.steps)]  # fmt: skip
     assert [(p["a"], p["b"]) for p in res["pairs"]] == [(f"{name}@short", f"{name}@long")]
     for bad, match in ((["--ckpt", "nolabel"], "expected LABEL=DIR"), ([], "give --ckpt-dir"),
-                       (["--ckpt", f"mlp@x={tmp_path}"], "must be one of")):  # fmt: skip
+                       (["--ckpt", f"mlp@x={tmp_path}"], "must be one of"),
+                       (["--ckpt-dir", "x", "--device", "tpu"], "cpu or cuda")):  # fmt: skip
         with pytest.raises(SystemExit):
             ev.main(["--budget", "smoke", *bad])
         assert match in capsys.readouterr().err

@@ -65,6 +65,7 @@ def workload(target: str) -> None:
     """Run one launch of each kernel of `target` (what ncu profiles)."""
     import torch
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch.manual_seed(0)
     dev, dt = "cuda", torch.bfloat16
@@ -78,7 +79,7 @@ def workload(target: str) -> None:
                        for _ in range(3))  # fmt: skip
             do = torch.randn(B, H, T, D, device=dev, dtype=dt)
             flash_attn(q, k, v, causal=True, backend="triton").backward(do)
-            with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.CUDNN_ATTENTION):
+            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do)
     elif target == "scan":
         sys.path.insert(0, str(Path(__file__).parent))

@@ -46,3 +46,27 @@ def test_unknown_targets_are_refused_before_any_profiling(capsys):
     with pytest.raises(SystemExit):
         nr.main(["--targets", "flash,nope"])
     assert "unknown target(s) ['nope']" in capsys.readouterr().err
+
+
+def test_a_refused_metric_list_falls_back_to_the_sections(tmp_path):
+    """An ncu that rejects --metrics (a name its version lacks) is asked again without them;
+    the sections still give the launch's record. A failing ncu is reported, not raised."""
+    nr = load_script("ncu_report")
+    csv_rows = "\n".join([HEAD, _row(0, "selective_scan_bwd_kernel", "SOL", "Duration", "ms",
+                                     "17.6")])  # fmt: skip
+    fake = tmp_path / "ncu"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--metrics*) echo "==ERROR== unknown metric" >&2; exit 1;; esac\n'
+        'case "$*" in *--clock-control\\ none*--section\\ WarpStateStats*--workload\\ scan*) ;;\n'
+        '  *) echo "unexpected: $*" >&2; exit 2;; esac\n'
+        f"cat <<'CSV'\n{csv_rows}\nCSV\n"
+    )
+    fake.chmod(0o755)
+    r = nr.profile("scan", str(fake))
+    assert r["status"] == "ok", r
+    assert r["launches"][0]["kernel"] == "selective_scan_bwd_kernel"
+    assert r["launches"][0]["duration_ms"] == 17.6
+    fake.write_text("#!/bin/sh\necho 'no GPU' >&2\nexit 3\n")
+    r = nr.profile("scan", str(fake))
+    assert r["status"] == "ncu exited 3" and r["tail"] == ["no GPU"]

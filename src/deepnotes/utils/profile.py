@@ -15,14 +15,15 @@ from collections.abc import Callable
 import torch
 
 # (family, pattern) in order: the first match names a kernel. Patterns cover cuBLAS /
-# CUTLASS / cuDNN kernel names, torch's native kernels, inductor's generated Triton kernels
-# (`triton_<kind>_fused_<ops>`) and the CPU ATen op names seen off CUDA.
+# CUTLASS / cuDNN kernel names (with cuBLAS's `nvjet_*` GEMMs, seen under CUDA 13), torch's
+# native kernels, inductor's generated Triton kernels (`triton_<kind>_fused_<ops>`) and the
+# CPU ATen op names seen off CUDA.
 KINDS: tuple[tuple[str, str], ...] = (
     ("attention", r"flash|fmha|attn|attention|sdpa|cudnn_generated|sm90_.*mha"),
     ("optimizer", r"adam|multi_tensor|foreach|_amp_|clip|norm_kernel.*l2|lpnorm"),
     (
         "matmul",
-        r"gemm|xmma|cutlass|cublas|sm\d+_.*tensorop|matmul|aten::mm\b|aten::addmm|"
+        r"gemm|nvjet|xmma|cutlass|cublas|sm\d+_.*tensorop|matmul|aten::mm\b|aten::addmm|"
         r"aten::bmm|aten::linear",
     ),
     ("loss", r"log_softmax|nll_loss|cross_entropy|logsumexp"),

@@ -59,7 +59,7 @@ def test_a_refused_metric_list_falls_back_to_the_sections(tmp_path):
         "#!/bin/sh\n"
         'case "$*" in *--metrics*) echo "==ERROR== unknown metric" >&2; exit 1;; esac\n'
         'case "$*" in *--clock-control\\ none*--profile-from-start\\ off*--section\\ WarpStateStats'
-        '*--workload\\ scan*) ;;\n'
+        "*--workload\\ scan*) ;;\n"
         '  *) echo "unexpected: $*" >&2; exit 2;; esac\n'
         f"cat <<'CSV'\n{csv_rows}\nCSV\n"
     )

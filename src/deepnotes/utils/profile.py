@@ -93,3 +93,21 @@ def profile_steps(device: torch.device, run: Callable[[], int], top: int = 12) -
             for e in events[:top]
         ],
     }  # fmt: skip
+
+
+FAMILIES = ("matmul", "attention", "elementwise", "loss", "norm", "optimizer", "copy")
+
+
+def draw_by_kind(ax, labels: list[str], splits: list[dict[str, float]], unit: str = "ms") -> None:
+    """Stacked horizontal bars, one per row: each row's time per step by kernel family
+    (`profile_steps(...)["by_kind"]`), the families in one order and colour across rows."""
+    left = [0.0] * len(splits)
+    for i, fam in enumerate(FAMILIES):
+        width = [s.get(fam, 0.0) for s in splits]
+        if any(width):
+            ax.barh(labels, width, left=left, color=f"C{i}", label=fam)
+            left = [a + b for a, b in zip(left, width, strict=True)]
+    for j, total in enumerate(left):
+        ax.text(total, j, f" {total:.1f}", va="center", fontsize=8)
+    ax.set(xlabel=f"device time per step ({unit})", xlim=(0, 1.15 * max(left, default=1)))
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)

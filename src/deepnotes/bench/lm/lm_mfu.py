@@ -33,7 +33,7 @@ from deepnotes.models import gpt_baseline as G
 from deepnotes.models.lm import LM, LMConfig
 from deepnotes.train import TrainConfig, Trainer
 from deepnotes.utils.env import device_name
-from deepnotes.utils.profile import profile_steps
+from deepnotes.utils.profile import draw_by_kind, profile_steps
 
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -360,6 +360,14 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
         title=f"GPT-2 small shape, {cfg.dtype}, T={cfg.seq_len}",
     )
     ctx.savefig(fig, "lm_mfu.png")
+    profiled = [(lab, r) for lab, r in zip(labels, done, strict=True) if "profile" in r]
+    if profiled:  # where each profiled row's step goes, by kernel family
+        fig, ax = ctx.figure(figsize=(7, 1.6 + 0.5 * len(profiled)))
+        draw_by_kind(
+            ax, [lab for lab, _ in profiled], [r["profile"]["by_kind"] for _, r in profiled]
+        )
+        ax.set_title(f"One training step by kernel family ({profiled[0][1].get('device', '')})")
+        ctx.savefig(fig, "lm_mfu_split.png")
     columns = ["model", "batch", "attention", "ce", "params_N", "step_ms", "tokens_per_s",
                "model_tflops", "mfu", "vs_baseline", "matmul_tflops", "peak_mem_gb",
                "first_step_s", "loss_last", "status"]  # fmt: skip

@@ -380,7 +380,7 @@ def _plot_ssm(ctx, runs):
 
 
 def _plot_recall(ctx, recall):
-    fig, ax = ctx.figure(figsize=(6.5, 4))
+    fig, ax = ctx.figure(figsize=(9, 4))
     for r in recall:
         kind = "local (dt = 0.5)" if r["local"] else "S4D"
         ax.plot([10 * (i + 1) for i in range(len(r["loss"]))], r["loss"], ls=":" if r["local"]
@@ -390,5 +390,6 @@ def _plot_recall(ctx, recall):
     ax.set(xlabel="optimizer step (batch 16, lr 1e-2)", ylabel="training loss",
            title=f"Delayed recall over T = {T}: class over the first k tokens")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes: inside, wherever it went, a falling curve ran through it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     ctx.savefig(fig, "s4_diagnose_recall.png")

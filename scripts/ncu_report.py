@@ -11,11 +11,11 @@ kernel: a memory throughput near 100 % means bandwidth; a tensor pipe near 100 %
 math; both low with long stalls means latency (what the stall names).
 
 The workload runs twice and only the second run is profiled (`--profile-from-start off`
-and cudaProfilerStart), so Triton's compilation and autotuning launches, which ran the
-scan's forward kernel 16 times with two launch settings in a first try, are not what is
-read. ncu replays each kernel many times with its caches flushed; durations are of one replay
-with the clocks left alone (`--clock-control none`), so compare them with the bench's
-timings, not as timings themselves. The JSON records device, versions, revision, command.
+and cudaProfilerStart), so the launches read are not Triton's autotuning trials, which
+would otherwise fill the 16-launch cap. ncu replays each kernel many times with its caches
+flushed; durations are of one replay with the clocks left alone (`--clock-control none`),
+so compare them with the bench's timings, not as timings themselves. The JSON records
+device, versions, revision, command.
 """
 
 from __future__ import annotations

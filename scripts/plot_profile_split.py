@@ -3,8 +3,8 @@
     PYTHONPATH=src python3 scripts/plot_profile_split.py benchmarks/lm-mfu-h200-profile.json \
         --out benchmarks/lm-mfu-h200-profile-split.png
 
-The same figure the bench saves as `lm_mfu_split.png` (`deepnotes.utils.profile.draw_by_kind`),
-for results measured before the bench drew it.
+The same figure the bench saves as `lm_mfu_split.png` (`lm_mfu.split_figure`), for results
+measured before the bench drew it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from deepnotes.utils.profile import draw_by_kind  # noqa: E402
+from deepnotes.bench.lm.lm_mfu import split_figure  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,11 +29,7 @@ def main(argv=None) -> int:
     rows = [r for r in rec["table"] if "profile" in r]
     if not rows:
         p.error(f"{a.result}: no profiled rows (run the bench with --profile-steps N)")
-    labels = [f"{r['model']} B{r['batch']} {r['attention']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.5 * len(rows)))
-    draw_by_kind(ax, labels, [r["profile"]["by_kind"] for r in rows])
-    ax.set_title(f"One training step by kernel family ({rec.get('device_name', '')})")
-    fig.savefig(a.out, dpi=120, bbox_inches="tight")
+    split_figure(rows, plt.subplots).savefig(a.out, dpi=120, bbox_inches="tight")
     print(f"wrote {a.out}")
     return 0
 

@@ -95,10 +95,11 @@ def profile_steps(device: torch.device, run: Callable[[], int], top: int = 12) -
     }  # fmt: skip
 
 
+# the families in the order the split plot stacks them (largest share first in an LM step)
 FAMILIES = ("matmul", "attention", "elementwise", "loss", "norm", "optimizer", "copy")
 
 
-def draw_by_kind(ax, labels: list[str], splits: list[dict[str, float]], unit: str = "ms") -> None:
+def draw_by_kind(ax, labels: list[str], splits: list[dict[str, float]]) -> None:
     """Stacked horizontal bars, one per row: each row's time per step by kernel family
     (`profile_steps(...)["by_kind"]`), the families in one order and colour across rows."""
     left = [0.0] * len(splits)
@@ -109,5 +110,5 @@ def draw_by_kind(ax, labels: list[str], splits: list[dict[str, float]], unit: st
             left = [a + b for a, b in zip(left, width, strict=True)]
     for j, total in enumerate(left):
         ax.text(total, j, f" {total:.1f}", va="center", fontsize=8)
-    ax.set(xlabel=f"device time per step ({unit})", xlim=(0, 1.15 * max(left, default=1)))
+    ax.set(xlabel="device time per step (ms)", xlim=(0, 1.15 * max(left, default=1)))
     ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)

@@ -254,6 +254,23 @@ def measure(
     return row
 
 
+def row_label(r: dict) -> str:
+    """A row's name on the plots: model, batch, attention (and fused-ce)."""
+    return f"{r['model']} B{r['batch']} {r['attention']}" + (
+        " fused-ce" if r.get("ce") == "fused" else ""
+    )
+
+
+def split_figure(rows: list[dict], figure):
+    """The profiled rows' step time by kernel family, one stacked bar each (`figure`:
+    `ctx.figure` or `plt.subplots`)."""
+    rows = [r for r in rows if "profile" in r]
+    fig, ax = figure(figsize=(7, 1.6 + 0.5 * len(rows)))
+    draw_by_kind(ax, [row_label(r) for r in rows], [r["profile"]["by_kind"] for r in rows])
+    ax.set_title(f"One training step by kernel family ({rows[0].get('device', '')})")
+    return fig
+
+
 @suite(
     "lm-mfu",
     "training tokens/s and MFU of a GPT-2-small softmax LM (bf16, compiled) vs a plain "
@@ -341,10 +358,7 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
     notes.append("random tokens: a throughput measurement, not a training run")
     notes.append("FLOPs/token = 6N + 12 L H Q T (N without the position table)")
     fig, ax = ctx.figure(figsize=(7, 3.6))
-    labels = [
-        f"{r['model']} B{r['batch']} {r['attention']}" + (" fused-ce" if r["ce"] == "fused" else "")
-        for r in done
-    ]
+    labels = [row_label(r) for r in done]
     ax.barh(
         labels,
         [r["tokens_per_s"] / 1e3 for r in done],
@@ -360,14 +374,8 @@ def bench_lm_mfu(cfg: LMMFUConfig, ctx: Context) -> Result:
         title=f"GPT-2 small shape, {cfg.dtype}, T={cfg.seq_len}",
     )
     ctx.savefig(fig, "lm_mfu.png")
-    profiled = [(lab, r) for lab, r in zip(labels, done, strict=True) if "profile" in r]
-    if profiled:  # where each profiled row's step goes, by kernel family
-        fig, ax = ctx.figure(figsize=(7, 1.6 + 0.5 * len(profiled)))
-        draw_by_kind(
-            ax, [lab for lab, _ in profiled], [r["profile"]["by_kind"] for _, r in profiled]
-        )
-        ax.set_title(f"One training step by kernel family ({profiled[0][1].get('device', '')})")
-        ctx.savefig(fig, "lm_mfu_split.png")
+    if any("profile" in r for r in done):  # where each profiled row's step goes
+        ctx.savefig(split_figure(done, ctx.figure), "lm_mfu_split.png")
     columns = ["model", "batch", "attention", "ce", "params_N", "step_ms", "tokens_per_s",
                "model_tflops", "mfu", "vs_baseline", "matmul_tflops", "peak_mem_gb",
                "first_step_s", "loss_last", "status"]  # fmt: skip

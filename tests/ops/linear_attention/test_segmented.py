@@ -89,3 +89,38 @@ def test_segment_length():
     assert segment_length(40, 8, 16) == 16  # 3 segments cover 40: fewer than asked
     with pytest.raises(ValueError, match="segments must be >= 1"):
         segment_length(100, 0, 16)
+
+
+def test_segments_for_the_measured_shapes():
+    """The dispatch rule at the bench's shapes (B*T = 65,536, H*D = 2048): only D = 128 at
+    T = 32k (B*H = 32) is cut, into 4 segments; D = 64 and more (batch, head) rows walk once."""
+    from deepnotes.ops.linear_attention.triton_chunk import segments_for
+
+    assert segments_for(2, 16, 32768, 128) == 4
+    assert segments_for(8, 16, 8192, 128) == 1  # B*H = 128
+    assert segments_for(32, 16, 2048, 128) == 1
+    assert segments_for(2, 32, 32768, 64) == 1  # K = 64: one walk measured faster
+    assert segments_for(1, 1, 1 << 20, 128) == 16  # capped at MAX_SEGMENTS
+    assert segments_for(1, 2, 2048, 128) == 2  # each segment >= 16 chunks of 64
+    assert segments_for(1, 2, 512, 128) == 1  # too short to cut
+
+
+@cpu_only
+def test_kernel_path_runs_the_segments_it_is_given(seed):
+    """triton_chunk_linear_attn(segments=n) is the segmented form: the same values and
+    gradients as the float64 chunked form (the interpreter's own choice is one walk)."""
+    from deepnotes.ops.linear_attention.triton_chunk import triton_chunk_linear_attn
+
+    x = _inputs(1, 2, 150, 16, 16, "elu1", False, f32, "cpu")
+    cot = [torch.randn(1, 2, 150, 16)]
+
+    def kernel(q, k, v):
+        return triton_chunk_linear_attn(q, k, v, feature_map="elu1", segments=3)[0]
+
+    def reference(q, k, v):
+        return torch_chunk_linear_attn(q, k, v, feature_map="elu1")[0]
+
+    ours = values_and_grads(kernel, x, cot)
+    ref = values_and_grads(reference, [t.double() for t in x], cot)
+    for a, b, name in zip(ours, ref, ["o", "dq", "dk", "dv"]):
+        assert_close(a, b, tol=1e-5, what=name)

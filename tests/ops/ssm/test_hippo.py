@@ -78,7 +78,8 @@ def test_legs_reconstruction_improves_with_N(seed):
         c = hippo_online(f, "legs", N)[-1]
         errs.append(rel_err(basis("legs", N, s) @ c, f))
     assert errs[0] > errs[1] > errs[2], errs
-    assert errs[2] < 3e-2, errs
+    # over 300 seeds N = 32 left 1.3% (median) to 3.1% (max), one seed 3.3%; N = 16 ~ 40%
+    assert errs[2] < 5e-2, errs
 
 
 def test_legt_reconstructs_its_window(seed):

@@ -151,3 +151,40 @@ def test_backward_parts_leave_out_exactly_their_part(seed):
         ts.selective_scan_bwd(*args, h0s, ypre, dout, None, parts="some")
     with pytest.raises(ValueError, match="walk backward only"):
         ts.selective_scan_bwd(*args, h0s, ypre, dout, None, bwd="chunked", parts="dh")
+
+
+@cpu_only
+@pytest.mark.parametrize("bwd", ["walk", "chunked"])
+@pytest.mark.parametrize("max_bytes", [None, 0], ids=["partial", "too-big-so-atomic"])
+def test_partial_bc_sums_match_atomic_and_reference(bwd, max_bytes, seed, monkeypatch):
+    """bc="partial" (each channel block's dB, dC in its own slice, summed afterwards) gives
+    the atomic backward's gradients and the float64 reference's, over several channel blocks
+    and chunks; where its buffers would pass BC_PARTIAL_MAX_BYTES it falls back to atomics."""
+    if max_bytes is not None:
+        monkeypatch.setattr(ts, "BC_PARTIAL_MAX_BYTES", max_bytes)
+    Bt, Dm, N, L = 2, 9, 3, 70  # Dm > the interpreter's BD = 4: three channel blocks
+    x = scan_inputs(Bt, Dm, N, L, ALL, f32, "cpu", True)
+    cot = scan_cotangents(Bt, Dm, N, L, True, f32, "cpu")
+    vals = list(x.values())
+    kern = ts.triton_selective_scan
+    kw = dict(bwd=bwd, bwd_chunk_len=32 if bwd == "chunked" else None)
+    part = values_and_grads(scan_fn(kern, ALL, True, True, bc="partial", **kw), vals, cot)
+    atom = values_and_grads(scan_fn(kern, ALL, True, True, bc="atomic", **kw), vals, cot)
+    lowp = values_and_grads(scan_fn(torch_selective_scan, ALL, True, True), vals, cot)
+    ref = values_and_grads(
+        scan_fn(naive_selective_scan, ALL, True, True), [t.double() for t in vals], cot
+    )
+    out_names = ["out", "h_last"] + [f"d{n}" for n in ALL]
+    for name, a, b in zip(out_names, part, atom, strict=True):
+        assert_close(a, b, what=f"{name}: partial vs atomic")
+    assert_rule(part, lowp, ref, out_names, f32)
+
+
+@cpu_only
+def test_bad_bc_is_refused_before_any_work(seed, monkeypatch):
+    x = scan_inputs(1, 4, 2, 16, CORE)
+    with pytest.raises(ValueError, match="bc must be one of"):
+        ts.triton_selective_scan(*x.values(), bc="tree")
+    monkeypatch.setenv(ts.BC_ENV_VAR, "tree")
+    with pytest.raises(ValueError, match=r"\$DEEPNOTES_SCAN_BC must be one of"):
+        ts.triton_selective_scan(*x.values())

@@ -6,13 +6,16 @@ At a fixed token count (B*T) and model width (H*D), for each sequence length T:
   TMA loads (`tma`, `tma-ws` with warp specialisation; rows per `flash_variants`, sm_90+);
 - causal linear attention: `chunk_linear_attn` (ours) vs fla's `chunk_linear_attn`
   (`fla-core`, optional) and the chunked PyTorch form; beside it the sequence-parallel form
-  (`seg-<n>` rows, one per segment count in `linear_segments`);
+  (`seg-<n>` rows, one per segment count in `linear_segments`) and, where ours runs that form,
+  the one-walk kernel (`walk`);
 - FLASH/GAU mixed-chunk attention: `chunk_gau` (ours) vs the chunked PyTorch form and vs SDPA
   at the same width (S = 128 shared q/k width, E = H*D values, one head);
 - the Mamba selective scan: `selective_scan` (ours: the step-by-step forward) vs the chunked
   PyTorch form, with the device's measured copy bandwidth as the yardstick; beside it the
   kernel's chunk-parallel forward (`chunked-<CL>` rows, one per chunk length in
-  `scan_chunks`, same backward); the peer `mamba_ssm` (its CUDA scan) when it is built.
+  `scan_chunks`, same backward), its chunk-parallel backward (`chunked-bwd-<CL>`) and its
+  other ways of summing dB, dC (`bc-<mode>`); the peer `mamba_ssm` (its CUDA scan) when it
+  is built.
 
 Forward and forward+backward times are medians from CUDA events after warm-up
 (`triton.testing.do_bench`). Attention TFLOP/s count 4 T^2 D H B for the forward (halved
@@ -61,6 +64,9 @@ class KernelsBenchConfig:
     scan_bwd_chunks: list[int] = field(
         default_factory=lambda: [128]
     )  # chunk lengths CL of the scan's chunk-parallel backward (multiples of 64) timed beside ours
+    scan_bc: list[str] = field(
+        default_factory=lambda: ["partial"]
+    )  # how the scan backward sums dB, dC (atomic, partial): each other than ours's, a row
     dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
     causal: bool = True  # causal masking (the LM setting)
     peers: bool = True  # time SDPA and fla (when installed)
@@ -203,6 +209,10 @@ def bench_flash(cfg, ctx, kernels, rows, notes):
 
 def bench_linear(cfg, ctx, kernels, rows, notes):
     from deepnotes.ops.linear_attention import chunk_linear_attn, torch_chunk_linear_attn
+    from deepnotes.ops.linear_attention.triton_chunk import (
+        segments_for,
+        triton_chunk_linear_attn,
+    )
     from deepnotes.ops.linear_attention.triton_segmented import segmented_chunk_linear_attn
 
     dt = _dtype(cfg.dtype)
@@ -230,6 +240,12 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                     (q, k, v),
                     cot,
                 )
+                if segments_for(B, H, T, D) > 1:  # ours runs segments here: the one walk too
+                    impls["walk"] = (
+                        lambda q, k, v: triton_chunk_linear_attn(q, k, v, segments=1)[0],
+                        (q, k, v),
+                        cot,
+                    )
             if fla is not None:
                 # fla's layout is [B, T, H, D]; transposed copies are made outside the timing
                 ft = [t.transpose(1, 2).contiguous() for t in (q, k, v)]
@@ -257,7 +273,7 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                 try:
                     m = _measure(fwd, fb, ctx, f"chunk_linear_attn {impl} D={D} T={T}", rows)
                 except Exception as e:  # noqa: BLE001 - an opt-in form may not compile
-                    if impl not in segs:
+                    if impl not in segs and impl != "walk":
                         raise
                     notes.append(f"chunk_linear_attn {impl} D={D} T={T} failed: {error_line(e)}")
                     continue
@@ -269,8 +285,8 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
     if kernels and cfg.linear_segments:
         notes.append(
             "chunk_linear_attn seg-<n>: the sequence-parallel form (n segments from their "
-            "prefix states, triton_segmented.py); fwdbwd_x_seg-<n> = its time / ours, > 1 "
-            "means the one-walk kernel is faster"
+            "prefix states, triton_segmented.py); walk: the one-walk kernel, timed where ours "
+            "runs segments (segments_for); x_<row> = its time / ours, > 1 means ours is faster"
         )
 
 
@@ -348,7 +364,7 @@ def _mamba_scan(cfg, ctx, notes):
 
 def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
     from deepnotes.ops.ssm import selective_scan, torch_selective_scan
-    from deepnotes.ops.ssm.triton_scan import triton_selective_scan
+    from deepnotes.ops.ssm.triton_scan import bc_variant, triton_selective_scan
 
     dt = _dtype(cfg.dtype)
     Dm, N = cfg.width, cfg.scan_state
@@ -393,6 +409,11 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             )
             impls |= chunk_rows("chunked", cfg.scan_chunks, "chunk_len", fwd="chunked")
             impls |= chunk_rows("chunked-bwd", cfg.scan_bwd_chunks, "bwd_chunk_len", bwd="chunked")
+            for bc in cfg.scan_bc:
+                if bc != bc_variant():
+                    impls[f"bc-{bc}"] = lambda *a, bc=bc: triton_selective_scan(
+                        *a, delta_softplus=True, fwd="walk", bwd="walk", bc=bc
+                    )
         if mamba is not None:
             impls["mamba_ssm"] = lambda *a: mamba(*a, delta_softplus=True)
         if cfg.references and L <= cfg.ref_max_T:
@@ -429,6 +450,12 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             "selective_scan chunked-bwd-<CL>: the step-by-step forward with the chunk-parallel "
             "backward (chunks of CL steps in parallel, joined by a reverse scan over chunks); "
             "fwdbwd_x_chunked-bwd-<CL> = its time / ours, > 1 means the chunked one is slower"
+        )
+    if kernels and any(bc != bc_variant() for bc in cfg.scan_bc):
+        notes.append(
+            f"selective_scan bc-<mode>: ours with dB, dC summed over channel blocks by <mode> "
+            f"(ours: {bc_variant()}; partial = a slice per block, summed afterwards, no "
+            "atomics); fwdbwd_x_bc-<mode> = its time / ours"
         )
 
 

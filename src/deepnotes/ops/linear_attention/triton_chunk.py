@@ -48,6 +48,18 @@ CONFIGS = {
 }
 WIDE_V = 128
 WIDE_V_MIN_PROGRAMS = 128
+# Sequence-parallel dispatch (triton_segmented.py), from `deepnotes bench kernels` on an H100
+# (benchmarks/kernels-h100-linear-seg.json, fwd+bwd, B*T = 65,536, H*D = 2048): for K > 64
+# the one walk loses once there are fewer than SEGMENT_BELOW_ROWS (batch, head) rows
+# (B*H = 32: 9.29 ms, 4 segments 7.58, 16 segments 7.51, fla 8.98) and wins from it on
+# (B*H = 128: 4.68 ms against 7.49 with 4 segments). For K <= 64 it wins at every measured
+# shape (B*H = 64: 3.38 against 4.7 ms), so that case stays one walk. The segment count
+# brings the rows up to SEGMENT_ROWS, at most MAX_SEGMENTS, each at least MIN_SEGMENT_CHUNKS
+# chunks long.
+SEGMENT_BELOW_ROWS = 64
+SEGMENT_ROWS = 128
+MAX_SEGMENTS = 16
+MIN_SEGMENT_CHUNKS = 16
 INTERPRET_CONFIG = dict(BT=16, BV=16, num_warps=4, num_stages=1)
 MAX_K = 256
 MAX_V = 256
@@ -476,6 +488,17 @@ class ChunkLinearAttnFunction(torch.autograd.Function):
         return dq, dk, dv, ds0, dz0, None, None, None, None
 
 
+def segments_for(B: int, H: int, T: int, K: int, BT: int = 64) -> int:
+    """How many sequence segments the kernel path runs at once: 1 (one walk) unless K > 64
+    and B*H < SEGMENT_BELOW_ROWS, then enough for ~SEGMENT_ROWS rows, at most MAX_SEGMENTS
+    and at least MIN_SEGMENT_CHUNKS chunks of BT positions per segment (see above)."""
+    if K <= 64 or B * H >= SEGMENT_BELOW_ROWS:
+        return 1
+    by_rows = -(-SEGMENT_ROWS // (B * H))
+    by_length = T // (MIN_SEGMENT_CHUNKS * BT)
+    return max(1, min(by_rows, MAX_SEGMENTS, by_length))
+
+
 def triton_chunk_linear_attn(
     q,
     k,
@@ -486,8 +509,23 @@ def triton_chunk_linear_attn(
     output_final_state=False,
     eps=1e-6,
     feature_map=None,
+    segments=None,
 ):
-    """Kernel path of `chunk_linear_attn` (same arguments and results, minus chunk_size)."""
+    """Kernel path of `chunk_linear_attn` (same arguments and results, minus chunk_size).
+
+    segments: None picks `segments_for` the shape (the interpreter always walks once, as its
+    tiles are not the GPU's); an int > 1 runs the sequence-parallel form
+    (`triton_segmented.py`) with that many segments, 1 the one-walk kernel."""
+    if segments is None:
+        B, H, T, K = q.shape
+        segments = 1 if interpreting() else segments_for(B, H, T, K, config(K, v.shape[-1])["BT"])
+    if segments > 1:
+        from deepnotes.ops.linear_attention.triton_segmented import segmented_chunk_linear_attn
+
+        return segmented_chunk_linear_attn(
+            q, k, v, segments=segments, normalize=normalize, initial_state=initial_state,
+            output_final_state=output_final_state, eps=eps, feature_map=feature_map,
+        )  # fmt: skip
     s0 = z0 = None
     if initial_state is not None:
         s0, z0 = initial_state

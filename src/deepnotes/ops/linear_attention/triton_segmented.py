@@ -18,9 +18,11 @@ state; autograd carries it through steps 2 and 1 into k (and the feature map) an
 Padding to n*L positions appends zero rows after the sequence: causal outputs before them do
 not see them, and step 1 sums the feature-mapped keys with the padding masked out.
 
-Opt-in (`segments` > 1): the grid is n times larger, for the price of reading k and v once
-more and writing n state tiles, so it can only pay off where the one-walk grid leaves the
-GPU idle; `deepnotes bench kernels` times it beside the one-walk kernel (`seg-<n>` rows).
+The grid is n times larger, for the price of reading k and v once more and writing n state
+tiles, so it can only pay off where the one-walk grid leaves the GPU idle. The kernel path
+(`triton_chunk_linear_attn`) takes it where `triton_chunk.segments_for` says so, a rule
+measured by `deepnotes bench kernels`, which times it beside the one-walk kernel (`seg-<n>`
+and `walk` rows).
 """
 
 from __future__ import annotations

@@ -13,9 +13,8 @@ At a fixed token count (B*T) and model width (H*D), for each sequence length T:
 - the Mamba selective scan: `selective_scan` (ours: the step-by-step forward) vs the chunked
   PyTorch form, with the device's measured copy bandwidth as the yardstick; beside it the
   kernel's chunk-parallel forward (`chunked-<CL>` rows, one per chunk length in
-  `scan_chunks`, same backward), its chunk-parallel backward (`chunked-bwd-<CL>`) and its
-  other ways of summing dB, dC (`bc-<mode>`); the peer `mamba_ssm` (its CUDA scan) when it
-  is built.
+  `scan_chunks`, same backward) and its chunk-parallel backward (`chunked-bwd-<CL>`); the
+  peer `mamba_ssm` (its CUDA scan) when it is built.
 
 Forward and forward+backward times are medians from CUDA events after warm-up
 (`triton.testing.do_bench`). Attention TFLOP/s count 4 T^2 D H B for the forward (halved
@@ -64,9 +63,6 @@ class KernelsBenchConfig:
     scan_bwd_chunks: list[int] = field(
         default_factory=lambda: [128]
     )  # chunk lengths CL of the scan's chunk-parallel backward (multiples of 64) timed beside ours
-    scan_bc: list[str] = field(
-        default_factory=lambda: ["partial"]
-    )  # how the scan backward sums dB, dC (atomic, partial): each other than ours's, a row
     dtype: str = "bfloat16"  # bf16 on GPU; the smoke budget uses float32 on CPU
     causal: bool = True  # causal masking (the LM setting)
     peers: bool = True  # time SDPA and fla (when installed)
@@ -364,7 +360,7 @@ def _mamba_scan(cfg, ctx, notes):
 
 def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
     from deepnotes.ops.ssm import selective_scan, torch_selective_scan
-    from deepnotes.ops.ssm.triton_scan import bc_variant, triton_selective_scan
+    from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
     dt = _dtype(cfg.dtype)
     Dm, N = cfg.width, cfg.scan_state
@@ -409,11 +405,6 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             )
             impls |= chunk_rows("chunked", cfg.scan_chunks, "chunk_len", fwd="chunked")
             impls |= chunk_rows("chunked-bwd", cfg.scan_bwd_chunks, "bwd_chunk_len", bwd="chunked")
-            for bc in cfg.scan_bc:
-                if bc != bc_variant():
-                    impls[f"bc-{bc}"] = lambda *a, bc=bc: triton_selective_scan(
-                        *a, delta_softplus=True, fwd="walk", bwd="walk", bc=bc
-                    )
         if mamba is not None:
             impls["mamba_ssm"] = lambda *a: mamba(*a, delta_softplus=True)
         if cfg.references and L <= cfg.ref_max_T:
@@ -450,12 +441,6 @@ def bench_scan(cfg, ctx, kernels, rows, notes, metrics):
             "selective_scan chunked-bwd-<CL>: the step-by-step forward with the chunk-parallel "
             "backward (chunks of CL steps in parallel, joined by a reverse scan over chunks); "
             "fwdbwd_x_chunked-bwd-<CL> = its time / ours, > 1 means the chunked one is slower"
-        )
-    if kernels and any(bc != bc_variant() for bc in cfg.scan_bc):
-        notes.append(
-            f"selective_scan bc-<mode>: ours with dB, dC summed over channel blocks by <mode> "
-            f"(ours: {bc_variant()}; partial = a slice per block, summed afterwards, no "
-            "atomics); fwdbwd_x_bc-<mode> = its time / ours"
         )
 
 

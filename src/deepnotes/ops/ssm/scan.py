@@ -167,7 +167,6 @@ def selective_scan(
     backend: str = "auto",
     fwd: str = "auto",
     bwd: str = "auto",
-    bc: str = "auto",
 ):
     """Selective scan (public). Shapes as in `naive_selective_scan`.
 
@@ -177,9 +176,7 @@ def selective_scan(
     kernel's forward, "auto" | "walk" | "chunked" (or env DEEPNOTES_SCAN_FWD when "auto";
     default "walk"; see `triton_scan.forward_variant`); bwd: likewise the kernel's backward,
     "auto" | "walk" | "chunked" (env DEEPNOTES_SCAN_BWD; default "walk"; see
-    `triton_scan.backward_variant`); bc: how that backward sums dB, dC over channel blocks,
-    "auto" | "atomic" | "partial" (env DEEPNOTES_SCAN_BC; `triton_scan.bc_variant`); the
-    PyTorch form ignores all three. Mixed dtypes
+    `triton_scan.backward_variant`); the PyTorch form ignores both. Mixed dtypes
     need no cast (as in mamba_ssm): both paths read each input in its own dtype, compute in
     fp32 (fp64 for fp64 u), return y in u's dtype and each gradient in its input's dtype.
     """
@@ -189,19 +186,7 @@ def selective_scan(
         from deepnotes.ops.ssm.triton_scan import triton_selective_scan
 
         return triton_selective_scan(
-            u,
-            delta,
-            A,
-            B,
-            C,
-            D,
-            z,
-            delta_bias,
-            delta_softplus,
-            return_last_state,
-            fwd=fwd,
-            bwd=bwd,
-            bc=bc,
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, fwd=fwd, bwd=bwd
         )
     return torch_selective_scan(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state

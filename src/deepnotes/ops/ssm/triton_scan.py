@@ -80,14 +80,6 @@ DEFAULT_FWD = "walk"
 BWD_VARIANTS = ("walk", "chunked")
 BWD_ENV_VAR = "DEEPNOTES_SCAN_BWD"
 DEFAULT_BWD = "walk"
-# How either backward sums dB, dC over channel blocks: "atomic" (fp32 atomic adds into
-# [Bt, N, L]) or "partial" (each channel block stores its sums in its own slice of
-# [Bt, P, N, L] fp32, summed afterwards in a fixed order: no atomics, deterministic, P times
-# the bytes; "atomic" again where those buffers would exceed BC_PARTIAL_MAX_BYTES).
-BC_VARIANTS = ("atomic", "partial")
-BC_ENV_VAR = "DEEPNOTES_SCAN_BC"
-DEFAULT_BC = "atomic"
-BC_PARTIAL_MAX_BYTES = 1 << 30
 
 
 def _variant(value: str, name: str, variants: tuple, env_var: str, default: str) -> str:
@@ -112,12 +104,6 @@ def backward_variant(bwd: str = "auto") -> str:
     """The backward asked for: the argument unless "auto", else $DEEPNOTES_SCAN_BWD, else
     DEFAULT_BWD (as `forward_variant`)."""
     return _variant(bwd, "bwd", BWD_VARIANTS, BWD_ENV_VAR, DEFAULT_BWD)
-
-
-def bc_variant(bc: str = "auto") -> str:
-    """How the backward sums dB, dC: the argument unless "auto", else $DEEPNOTES_SCAN_BC,
-    else DEFAULT_BC (as `forward_variant`)."""
-    return _variant(bc, "bc", BC_VARIANTS, BC_ENV_VAR, DEFAULT_BC)
 
 
 @triton.jit
@@ -190,7 +176,6 @@ def _bwd_walk(
     SOFTPLUS: tl.constexpr,
     GRADS: tl.constexpr,
     BC_GRADS: tl.constexpr,
-    BC_PARTIAL: tl.constexpr,
 ):
     """The reverse walk over tiles tile_hi - 1 down to tile_lo (BL steps each) of batch row b
     and channels offs_d [BD]; shared by the walk kernel and both walks of the chunked one.
@@ -206,9 +191,6 @@ def _bwd_walk(
     fp32), store du, ddelta, dz and, with BC_GRADS, add dB, dC atomically. Without GRADS only
     the recurrence of dh runs, which reads delta, dout, C (and z, y before the gate): the
     chunked pass 1. (GRADS without BC_GRADS leaves dB, dC out: only for timing the parts.)
-    BC_PARTIAL: instead of adding into DB, DC [Bt, N, L], store this program's channel sums
-    into its own slice of DB, DC [Bt, P, N, L] (P = the grid's channel blocks, the slice
-    tl.program_id(0)), which the launcher then sums over P: no atomics, P times the bytes.
     """
     offs_n = tl.arange(0, BN)
     offs_l = tl.arange(0, BL)
@@ -282,17 +264,11 @@ def _bwd_walk(
                 du += dh * (dt * Bt[None, :])
                 dA_acc += tl.where(sel, tl.sum(dh * dt * ah, 1)[:, None], 0.0)
                 if BC_GRADS:
-                    # dB, dC sum over all channels: this program's BD of them, then either
-                    # atomically (fp32) or into the program's own slice, summed afterwards
+                    # dB, dC sum over all channels: this program's BD of them, atomically (fp32)
                     dBn = tl.sum(dh * dtu, 0)
+                    tl.atomic_add(DB + (b * N + n) * L + t, dBn, mask=t_ok, sem="relaxed")
                     dCn = tl.sum(h * dy, 0)
-                    if BC_PARTIAL:
-                        bc_row = (b * tl.num_programs(0) + tl.program_id(0)) * N + n
-                        tl.store(DB + bc_row * L + t, dBn, mask=t_ok)
-                        tl.store(DC + bc_row * L + t, dCn, mask=t_ok)
-                    else:
-                        tl.atomic_add(DB + (b * N + n) * L + t, dBn, mask=t_ok, sem="relaxed")
-                        tl.atomic_add(DC + (b * N + n) * L + t, dCn, mask=t_ok, sem="relaxed")
+                    tl.atomic_add(DC + (b * N + n) * L + t, dCn, mask=t_ok, sem="relaxed")
         if GRADS:
             if HAS_D:
                 du += Dd[:, None] * dy
@@ -355,7 +331,6 @@ def selective_scan_bwd_kernel(
     SOFTPLUS: tl.constexpr,
     HAS_DHLAST: tl.constexpr,
     PARTS: tl.constexpr,
-    BC_PARTIAL: tl.constexpr,
 ):
     """Gradients, one program per (BD channels, batch row) walking all of L from the end.
     DA, DB, DC, DD, DBIAS are zeroed fp32 buffers that receive atomic adds. PARTS: 2 = all
@@ -376,7 +351,7 @@ def selective_scan_bwd_kernel(
     carry, dA_acc, dD_acc, dbias_acc, _ = _bwd_walk(
         U, DELTA, A, Bm, Cm, Z, DOUT, YPRE, H0S, DU, DDELTA, DB, DC, DZ, b, offs_d, bias, Dd,
         carry, 0, tl.cdiv(L, BL), Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, PARTS > 0,
-        PARTS > 1, BC_PARTIAL,
+        PARTS > 1,
     )  # fmt: skip
     if PARTS == 0:  # the recurrence alone: keep its result, or the compiler drops the walk
         dA_acc = carry
@@ -496,22 +471,19 @@ def selective_scan_bwd(
     bwd="walk",
     chunk_len=None,
     parts="all",
-    bc="auto",
 ):
     """-> (du, ddelta, dA, dB, dC, dD, dz, d(delta_bias)), the parameter sums in fp32.
 
     bwd: "walk" | "chunked" (BWD_VARIANTS); chunk_len: the chunked backward's CL, a multiple
-    of BWD_CONFIG's BL (resolved by `triton_scan_chunked.chunk_length`). bc: "auto" |
-    "atomic" | "partial" (how dB, dC are summed over channel blocks, `bc_variant`).
-    parts (walk only, for timing what the backward spends where; anything but "all" gives
-    wrong gradients): "all" | "no-bc" (dB, dC not computed: no channel sums, no adds) |
-    "dh" (only the dh recurrence runs; dA then holds what reaches the first state,
-    a_0 dh_0, summed over the batch)."""
+    of BWD_CONFIG's BL (resolved by `triton_scan_chunked.chunk_length`). parts (walk only,
+    for timing what the backward spends where; anything but "all" gives wrong gradients):
+    "all" | "no-bc" (dB, dC left at zero: no channel sums, no atomic adds) | "dh" (only the
+    dh recurrence runs; dA then holds what reaches the first state, a_0 dh_0, summed over
+    the batch)."""
     if parts not in BWD_PARTS:
         raise ValueError(f"parts={parts!r}: expected one of {', '.join(BWD_PARTS)}")
     if parts != "all" and bwd != "walk":
         raise ValueError(f"parts={parts!r} times the walk backward only, not bwd={bwd!r}")
-    bc = bc_variant(bc)
     Bt, Dm, L = u.shape
     N = A.shape[1]
     cfg = _cfg(BWD_CONFIG, Dm, Bt)
@@ -522,16 +494,8 @@ def selective_scan_bwd(
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
     dA = torch.zeros(Dm, N, **f32)
-    CL = chunk_length(L, BL, chunk_len) if bwd == "chunked" else None
-    # channel blocks of the grid that runs: the chunked one counts its chunks as programs
-    P = triton.cdiv(Dm, BD if CL is None else _cfg(BWD_CONFIG, Dm, Bt * triton.cdiv(L, CL))["BD"])
-    partial = bc == "partial" and parts == "all" and 2 * Bt * P * N * L * 4 <= BC_PARTIAL_MAX_BYTES
-    if partial:  # every slice written once by its channel block: no zeroing
-        dB = torch.empty(Bt, P, N, L, **f32)
-        dC = torch.empty(Bt, P, N, L, **f32)
-    else:
-        dB = torch.zeros(Bt, N, L, **f32)
-        dC = torch.zeros(Bt, N, L, **f32)
+    dB = torch.zeros(Bt, N, L, **f32)
+    dC = torch.zeros(Bt, N, L, **f32)
     dD = torch.zeros(Dm, **f32) if D is not None else None
     dbias = torch.zeros(Dm, **f32) if delta_bias is not None else None
     inputs = (u, delta, A, B, C, _opt(D, u), _opt(z, u), _opt(delta_bias, u), dout)
@@ -544,19 +508,17 @@ def selective_scan_bwd(
         HAS_BIAS=delta_bias is not None,
         SOFTPLUS=softplus,
         HAS_DHLAST=dhlast is not None,
-        BC_PARTIAL=partial,
     )
     if bwd == "chunked":
         # imported here: that module builds on this one's @triton.jit helpers
         from deepnotes.ops.ssm.triton_scan_chunked_bwd import selective_scan_bwd_chunked
 
+        CL = chunk_length(L, BL, chunk_len)
         selective_scan_bwd_chunked(inputs, grads, Dm, L, N, Bt, CL, flags)
     else:
-        selective_scan_bwd_kernel[(P, Bt)](
+        selective_scan_bwd_kernel[(triton.cdiv(Dm, BD), Bt)](
             *inputs, *grads, Dm, L, N, BD=BD, BL=BL, PARTS=BWD_PARTS[parts], **flags, **cfg
         )
-    if partial:
-        dB, dC = dB.sum(1), dC.sum(1)
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 
@@ -580,7 +542,6 @@ class SelectiveScanFunction(torch.autograd.Function):
         chunk_len,
         bwd,
         bwd_chunk_len,
-        bc,
     ):
         u, delta, B, C = (t.contiguous() for t in (u, delta, B, C))
         A = A.contiguous()
@@ -603,7 +564,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0s, ypre)
         ctx.softplus = softplus
-        ctx.bwd = (bwd, bwd_chunk_len, "all", bc)
+        ctx.bwd = (bwd, bwd_chunk_len)
         ctx.dtypes = [t.dtype if t is not None else None for t in (A, B, C, D, delta_bias)]
         if return_last_state:
             return out, hlast
@@ -638,7 +599,7 @@ class SelectiveScanFunction(torch.autograd.Function):
             dD.to(tD) if dD is not None else None,
             dz,
             dbias.to(tbias) if dbias is not None else None,
-            *[None] * 7,  # softplus, return_last_state, fwd, chunk_len, bwd, bwd_chunk_len, bc
+            *[None] * 6,  # softplus, return_last_state, fwd, chunk_len, bwd, bwd_chunk_len
         )
 
 
@@ -658,17 +619,14 @@ def triton_selective_scan(
     chunk_len=None,
     bwd="auto",
     bwd_chunk_len=None,
-    bc="auto",
 ):
     """Kernel path of `selective_scan` (same arguments and results). fwd: "auto" | "walk" |
     "chunked" (`forward_variant`); chunk_len: steps per chunk of the chunked forward (None:
     its default). bwd, bwd_chunk_len: the same for the backward (`backward_variant`; the
     chunk length a multiple of BWD_CONFIG's BL). Either backward follows either forward.
-    bc: how the backward sums dB, dC over channel blocks (`bc_variant`). Bad variants and
-    chunk lengths raise ValueError before any work."""
+    Bad variants and chunk lengths raise ValueError before any work."""
     fwd = forward_variant(fwd)
     bwd = backward_variant(bwd)
-    bc = bc_variant(bc)
     if bwd == "chunked":
         Bt, Dm, L = u.shape
         bwd_chunk_len = chunk_length(L, _cfg(BWD_CONFIG, Dm, Bt)["BL"], bwd_chunk_len)
@@ -689,6 +647,5 @@ def triton_selective_scan(
         chunk_len,
         bwd,
         bwd_chunk_len,
-        bc,
     )
     return (out, hlast) if return_last_state else out

@@ -98,7 +98,6 @@ def selective_scan_bwd_chunk_kernel(
     SOFTPLUS: tl.constexpr,
     HAS_DHLAST: tl.constexpr,
     GRADS: tl.constexpr,
-    BC_PARTIAL: tl.constexpr,
 ):
     """One chunk of CL steps (CL / BL tiles) of one batch row and BD channels (pass 1 or 3).
 
@@ -136,7 +135,6 @@ def selective_scan_bwd_chunk_kernel(
     carry, dA_acc, dD_acc, dbias_acc, dt_sum = _bwd_walk(
         U, DELTA, A, Bm, Cm, Z, DOUT, YPRE, H0S, DU, DDELTA, DB, DC, DZ, b, offs_d, bias, Dd,
         carry, tile_lo, tile_hi, Dm, L, N, BD, BN, BL, HAS_D, HAS_Z, SOFTPLUS, GRADS, GRADS,
-        BC_PARTIAL,
     )  # fmt: skip
     if GRADS:
         _add_param_grads(

@@ -22,6 +22,7 @@ CASES = [
     cpu(2, 1, 40, 16, 16, False, "elu1", True, f32, id="unnorm-elu1-state-f32"),
     cpu(1, 2, 63, 64, 64, False, None, False, f16, id="unnorm-f16"),
     cpu(1, 2, 1, 32, 32, False, "elu1", True, bf16, id="T1-bf16"),
+    # (1, 8, 2048) at D = 128: B*H = 8, so the kernel path runs 2 segments (segments_for)
     *[
         gpu(B, H, T, D, D, norm, "elu1", state, dt, id=f"T{T}-D{D}-n{int(norm)}-s{int(state)}-{dt}")
         for B, H, T in [(2, 4, 63), (2, 4, 1000), (1, 8, 2048)]

@@ -250,10 +250,10 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                     ft,
                     cot.transpose(1, 2).contiguous(),
                 )
-            # the opt-in forms after the peer, so that a form that fails here costs no peer row
+            # the forced segment counts after the peer: one that fails costs no peer row
             segs = [f"seg-{n}" for n in cfg.linear_segments] if kernels else []
-            for n in cfg.linear_segments if kernels else []:
-                impls[f"seg-{n}"] = (
+            for name, n in zip(segs, cfg.linear_segments, strict=False):
+                impls[name] = (
                     lambda q, k, v, n=n: segmented_chunk_linear_attn(q, k, v, segments=n)[0],
                     (q, k, v),
                     cot,
@@ -268,8 +268,8 @@ def bench_linear(cfg, ctx, kernels, rows, notes):
                 fwd, fb = _grad_fn(f, xs, c)
                 try:
                     m = _measure(fwd, fb, ctx, f"chunk_linear_attn {impl} D={D} T={T}", rows)
-                except Exception as e:  # noqa: BLE001 - an opt-in form may not compile
-                    if impl not in segs and impl != "walk":
+                except Exception as e:  # noqa: BLE001 - a forced segment count may not compile
+                    if impl not in segs:
                         raise
                     notes.append(f"chunk_linear_attn {impl} D={D} T={T} failed: {error_line(e)}")
                     continue
